@@ -1,0 +1,67 @@
+# Alongside on one machine. `make run` starts everything; `make test` tests it.
+SHELL := /bin/bash
+PYTHON_BIN ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PLATFORM := $(PY) infra/local/platform.py
+PYTEST_FLAGS ?=
+
+.PHONY: help venv run up stop status test test-unit test-integration test-slow bench dead-letters replay-dead-letters clean
+
+help:
+	@echo "make run      install, start RabbitMQ, the datastore and every service, show it working"
+	@echo "make stop     stop what make run started"
+	@echo "make status   what is running where"
+	@echo "make test     install and run every test (unit, integration, faults)"
+	@echo "make test-unit | test-integration | test-slow   one suite"
+	@echo "make bench    event backbone benchmark"
+	@echo "make dead-letters SERVICE=reporting | make replay-dead-letters SERVICE=reporting [EVENT_IDS=...]"
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON_BIN) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed, found " + sys.version' 
+	@test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+run: up
+	$(PY) infra/local/smoke.py
+
+up: venv
+	$(PLATFORM) up
+
+stop:
+	@test -x $(PY) && $(PLATFORM) down || true
+
+status: venv
+	$(PLATFORM) status
+
+test: venv
+	$(PLATFORM) broker
+	$(PY) -m pytest $(PYTEST_FLAGS)
+
+test-unit: venv
+	$(PY) -m pytest -m "not integration" $(PYTEST_FLAGS)
+
+test-integration: venv
+	$(PLATFORM) broker
+	$(PY) -m pytest -m "integration and not slow" $(PYTEST_FLAGS)
+
+test-slow: venv
+	$(PLATFORM) broker
+	$(PY) -m pytest -m slow $(PYTEST_FLAGS)
+
+bench: venv
+	$(PLATFORM) broker
+	$(PY) tests/benchmarks/bench_events.py
+
+dead-letters: venv
+	$(PY) -m shared.deadletters list $(SERVICE)
+
+replay-dead-letters: venv
+	$(PY) -m shared.deadletters replay $(SERVICE) $(EVENT_IDS)
+
+clean: stop
+	rm -rf .local

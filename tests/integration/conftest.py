@@ -1,0 +1,113 @@
+"""Helpers for tests that run services on the real broker and datastore."""
+import json
+import time
+import urllib.request
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+from kombu import Connection, Producer, Queue
+
+from shared.events import new_event
+from shared.messaging import declare_event_topology, event_exchange
+
+
+def wait_until(check, timeout=10.0, interval=0.02, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def http_get(config, path):
+    url = f"http://{config['WEB_SERVER_ADDRESS']}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def metric_value(config, name, **labels):
+    """A sample's value from the service's /metrics (0 if absent)."""
+    _, text = http_get(config, "/metrics")
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def referral_received(site="essex", source="midwife", **data):
+    now = datetime.now(timezone.utc)
+    referral_id = str(uuid.uuid4())
+    body = {"referral_id": referral_id, "source": source,
+            "preferred_language": "en", "area": "CM1",
+            "received_at": now.isoformat()}
+    body.update(data)
+    return new_event("referral.received", body, site_id=site,
+                     subject=referral_id, now=now)
+
+
+class Broker:
+    """Publish raw events and listen on the event exchanges, as an
+    integrator binding its own queue would."""
+
+    def __init__(self, amqp_uri):
+        self.amqp_uri = amqp_uri
+        self.connection = Connection(amqp_uri, transport_options={"confirm_publish": True})
+        declare_event_topology(self.connection.default_channel, "referrals")
+
+    def publish(self, event, routing_key=None):
+        Producer(self.connection.default_channel).publish(
+            json.dumps(event), exchange=event_exchange("referrals"),
+            routing_key=routing_key or event["type"],
+            content_type="application/json", content_encoding="utf-8",
+            delivery_mode=2)
+
+    def listen(self, routing_key="#", exchange=None):
+        name = f"test-listener-{uuid.uuid4().hex[:8]}"
+        queue = Queue(name, exchange=exchange or event_exchange("referrals"),
+                      routing_key=routing_key, durable=False, auto_delete=False)
+        queue(self.connection.default_channel).declare()
+        return name
+
+    def get(self, queue_name, timeout=10.0):
+        """The next message's JSON body from a queue, or AssertionError."""
+        channel = self.connection.default_channel
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = channel.basic_get(queue_name, no_ack=True)
+            if message is not None:
+                return json.loads(message.body)
+            time.sleep(0.02)
+        raise AssertionError(f"no message on {queue_name} within {timeout}s")
+
+    def depth(self, queue_name):
+        _, count, _ = self.connection.channel().queue_declare(queue_name, passive=True)
+        return count
+
+    def close(self):
+        self.connection.release()
+
+
+@pytest.fixture
+def broker(rabbit_config):
+    broker = Broker(rabbit_config["AMQP_URI"])
+    yield broker
+    broker.close()
+
+
+@pytest.fixture
+def start_service(container_factory, service_config):
+    """Start a service class in-process on the test's vhost and database
+    (with the config of ``config_from``, for a service made up by a test)."""
+    def start(service_cls, config_from=None, **overrides):
+        config = service_config(config_from or service_cls.name, **overrides)
+        container = container_factory(service_cls, config)
+        container.start()
+        return container, config
+    return start
