@@ -8,7 +8,7 @@ from shared.inbox import Inbox
 from shared.messaging import event_handler
 from shared.service_base import ServiceBase
 from shared.storage import Database
-from tests.integration.conftest import metric_value, referral_received, wait_until
+from tests.support import metric_value, referral_received, wait_until
 
 
 class Fault:

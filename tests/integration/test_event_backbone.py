@@ -7,7 +7,7 @@ from services.referrals.service import ReferralsService
 from services.reporting.service import ReportingService
 from shared.errors import ValidationFailed
 from shared.messaging import UNROUTED_QUEUE
-from tests.integration.conftest import (http_get, metric_value, referral_received,
+from tests.support import (http_get, metric_value, referral_received,
                                         wait_until)
 
 REFERRAL = {"source": "midwife", "postcode": "cm1 2ab", "due_date": "2027-03-01"}
