@@ -4,7 +4,7 @@ PYTHON_BIN ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PLATFORM := $(PY) infra/local/platform.py
+PLATFORM := $(PY) infra/local/localctl.py
 PYTEST_FLAGS ?=
 
 .PHONY: help venv run up stop status test test-unit test-integration test-slow bench dead-letters replay-dead-letters clean
@@ -27,7 +27,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 venv: $(STAMP)
 
 run: up
-	$(PY) infra/local/smoke.py
+	PYTHONWARNINGS=ignore $(PY) infra/local/smoke.py
 
 up: venv
 	$(PLATFORM) up

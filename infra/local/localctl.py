@@ -1,9 +1,9 @@
 """Start and stop Alongside on one machine with no Docker.
 
-    python infra/local/platform.py up       broker, datastore, every service
-    python infra/local/platform.py broker   make sure RabbitMQ answers (tests)
-    python infra/local/platform.py status
-    python infra/local/platform.py down     stop what `up` started, by pid
+    python infra/local/localctl.py up       broker, datastore, every service
+    python infra/local/localctl.py broker   make sure RabbitMQ answers (tests)
+    python infra/local/localctl.py status
+    python infra/local/localctl.py down     stop what `up` started, by pid
 
 RabbitMQ is used where it answers on 5672, started if installed, installed
 with apt if missing (as root). The datastore is a MongoDB wire-protocol
@@ -69,9 +69,14 @@ def running_pid(name):
         with open(pid_file(name)) as handle:
             pid = int(handle.read().strip())
         os.kill(pid, 0)
-        return pid
+        # A stale pid file may name a process that reused the pid: check.
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            command = handle.read()
+        if b"nameko" in command or b"secantus" in command:
+            return pid
     except (OSError, ValueError):
-        return None
+        pass
+    return None
 
 
 def spawn(name, argv, env=None):
@@ -229,14 +234,13 @@ def stop_pid(name):
         time.sleep(0.2)
     if running_pid(name):
         os.killpg(pid, signal.SIGKILL)
+    os.remove(pid_file(name))
     say(f"stopped {name} (pid {pid})")
 
 
 def down():
     for name, _, _ in services():
         stop_pid(name)
-        if os.path.exists(pid_file(name)):
-            os.remove(pid_file(name))
     stop_pid("mongo")
     marker = os.path.join(PIDS, "rabbitmq.started-by-us")
     if os.path.exists(marker):
@@ -248,7 +252,7 @@ def down():
 def main(argv):
     commands = {"up": up, "down": down, "status": status, "broker": ensure_broker}
     if len(argv) != 1 or argv[0] not in commands:
-        raise SystemExit(f"usage: platform.py {{{'|'.join(commands)}}}")
+        raise SystemExit(f"usage: localctl.py {{{'|'.join(commands)}}}")
     os.makedirs(PIDS, exist_ok=True)
     commands[argv[0]]()
 
