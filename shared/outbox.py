@@ -115,15 +115,16 @@ class Outbox(DependencyProvider):
 
     def _run(self):
         while self._running:
+            # A fresh wake-up before each round: a write during the round
+            # sets it, so the next round starts at once.
+            self._wake = Event()
             try:
                 self.relay_once()
             except Exception:  # keep relaying: the next round retries
                 log.exception("outbox relay round failed")
                 self._close()
-                eventlet.sleep(self.poll_interval)
             with eventlet.Timeout(self.poll_interval, False):
                 self._wake.wait()
-            self._wake = Event()
 
     def relay_once(self):
         """Publish every queued event once; returns how many were published."""

@@ -1,4 +1,5 @@
 """The referrals service: entrypoints only."""
+import logging
 import uuid
 
 from nameko.rpc import rpc
@@ -10,7 +11,10 @@ from shared.events.envelope import utcnow
 from shared.outbox import Outbox
 from shared.service_base import ServiceBase
 from shared.storage import Database
+from shared.observability import log_fields
 from shared.validation import load_or_fail
+
+log = logging.getLogger(__name__)
 
 
 class ReferralsService(ServiceBase):
@@ -25,6 +29,8 @@ class ReferralsService(ServiceBase):
         referral, events = domain.receive_referral(
             site_id, form, referral_id=str(uuid.uuid4()), now=utcnow())
         store.ReferralStore(self.db, site_id).add(referral, events)
+        log.info("referral received", extra=log_fields(
+            referral_id=referral["_id"], site_id=site_id))
         return ReferralSchema().dump(referral)
 
     @rpc(expected_exceptions=DOMAIN_ERRORS)
