@@ -1,0 +1,889 @@
+"""The deployment files agree with the code and with each other.
+
+Plain and fast: they parse Dockerfile, .dockerignore, docker-compose.yml,
+every YAML under k8s/, infra/rabbitmq/ and infra/prometheus/, and compare
+them with the services found under services/ and with the AMQP topology of
+shared.messaging. No Docker engine, cluster or broker is needed; the
+entrypoint and healthcheck of the image are run here as plain processes
+(the healthcheck against an HTTP server on 127.0.0.1), and the overlays are
+rendered with `kubectl kustomize` where kubectl is installed.
+"""
+import ast
+import fnmatch
+import http.server
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import warnings
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = sorted(path.parent.name
+                  for path in ROOT.glob("services/*/config.yaml"))
+INFRA = {"rabbitmq", "mongo", "prometheus"}
+SECRET_NAME = "alongside-secrets"
+SECRET_KEYS = ("AMQP_URI", "MONGODB_URI")
+COMPOSE_MONGODB_URI = "mongodb://mongo:27017/?replicaSet=rs0"
+
+
+def test_there_are_services_to_deploy():
+    assert SERVICES, "no services/*/config.yaml found"
+
+
+# --- helpers ----------------------------------------------------------------
+
+def load_yaml(relative):
+    with open(ROOT / relative) as stream:
+        return yaml.safe_load(stream)
+
+
+def service_config_text(service):
+    return (ROOT / "services" / service / "config.yaml").read_text()
+
+
+def config_env_var(service, key):
+    """The environment variable a top-level setting of a service's
+    config.yaml reads: ``KEY: ${VAR:default}`` gives VAR."""
+    match = re.search(rf"^{key}:\s*\$\{{(\w+):", service_config_text(service),
+                      re.MULTILINE)
+    assert match, f"services/{service}/config.yaml: {key} reads no ${{VAR:...}}"
+    return match.group(1)
+
+
+def messaging():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # eventlet's deprecation notice
+        import shared.messaging
+    return shared.messaging
+
+
+def service_class_names(service):
+    """Classes in services/<service>/service.py with ``name = "<service>"``."""
+    tree = ast.parse((ROOT / "services" / service / "service.py").read_text())
+    found = []
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for statement in node.body:
+            if (isinstance(statement, ast.Assign)
+                    and any(isinstance(t, ast.Name) and t.id == "name"
+                            for t in statement.targets)
+                    and isinstance(statement.value, ast.Constant)
+                    and statement.value.value == service):
+                found.append(node.name)
+    return found
+
+
+# --- Dockerfile ---------------------------------------------------------------
+
+def dockerfile_instructions(text):
+    """[(INSTRUCTION, arguments, {heredoc name: body})], comments dropped,
+    continuation lines joined; enough of the Dockerfile grammar for us."""
+    lines = text.splitlines()
+    instructions = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        index += 1
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        logical = line
+        while logical.endswith("\\") and index < len(lines):
+            following = lines[index]
+            index += 1
+            if following.lstrip().startswith("#"):
+                continue
+            logical = logical[:-1] + " " + following.strip()
+        name, _, arguments = logical.strip().partition(" ")
+        heredocs = {}
+        for marker in re.findall(r"<<-?['\"]?(\w+)['\"]?", arguments):
+            body = []
+            while index < len(lines) and lines[index] != marker:
+                body.append(lines[index])
+                index += 1
+            index += 1  # the closing marker
+            heredocs[marker] = "\n".join(body) + "\n"
+        instructions.append((name.upper(), arguments.strip(), heredocs))
+    return instructions
+
+
+@pytest.fixture(scope="module")
+def dockerfile():
+    return dockerfile_instructions((ROOT / "Dockerfile").read_text())
+
+
+def stages(instructions):
+    """The instructions of each stage, after the global ARGs."""
+    result = []
+    for instruction in instructions:
+        if instruction[0] == "FROM":
+            result.append([])
+        if result:
+            result[-1].append(instruction)
+    return result
+
+
+def global_args(instructions):
+    values = {}
+    for name, arguments, _ in instructions:
+        if name == "FROM":
+            break
+        if name == "ARG":
+            key, _, default = arguments.partition("=")
+            values[key] = default
+    return values
+
+
+def resolve(text, values):
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)",
+                  lambda m: values.get(m.group(1) or m.group(2), ""), text)
+
+
+def exec_form(arguments):
+    value = json.loads(arguments)
+    assert isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return value
+
+
+def final_stage(dockerfile):
+    return stages(dockerfile)[-1]
+
+
+def runtime_uid(dockerfile):
+    users = [args for name, args, _ in final_stage(dockerfile) if name == "USER"]
+    assert users, "the runtime stage sets no USER: it would run as root"
+    return users[-1].split(":")[0]
+
+
+def entrypoint_script(dockerfile):
+    """The path and text of the script the image's ENTRYPOINT runs."""
+    stage = final_stage(dockerfile)
+    entrypoints = [args for name, args, _ in stage if name == "ENTRYPOINT"]
+    assert entrypoints, "the runtime stage has no ENTRYPOINT"
+    command = exec_form(entrypoints[-1])
+    for name, arguments, heredocs in stage:
+        if name == "COPY" and heredocs and arguments.split()[-1] == command[0]:
+            return command[0], next(iter(heredocs.values()))
+    pytest.fail(f"ENTRYPOINT {command[0]} is not written by a COPY heredoc")
+
+
+def test_dockerfile_is_multi_stage_on_slim_python_311(dockerfile):
+    args = global_args(dockerfile)
+    all_stages = stages(dockerfile)
+    assert len(all_stages) >= 2
+    builder, runtime = all_stages[0], all_stages[-1]
+    builder_from = resolve(builder[0][1], args).split()
+    runtime_from = resolve(runtime[0][1], args).split()
+    assert builder_from[-2].upper() == "AS"
+    builder_name = builder_from[-1]
+    assert runtime_from[0].startswith("python:3.11-slim"), runtime_from
+
+    builder_text = " ".join(a for _, a, _ in builder)
+    assert "requirements.txt" in builder_text
+    assert re.search(r"pip install .*(-r|--requirement) \S*requirements\.txt",
+                     builder_text)
+    copies_from_builder = [a for n, a, _ in runtime
+                           if n == "COPY" and f"--from={builder_name}" in a]
+    assert copies_from_builder, "the runtime stage copies nothing from the builder"
+    # The runtime stage installs no compiler and no dependencies of its own.
+    runtime_runs = " ".join(a for n, a, _ in runtime if n == "RUN")
+    assert "pip install" not in runtime_runs
+    assert "build-essential" not in runtime_runs
+
+
+def test_dockerfile_copies_only_what_exists(dockerfile):
+    for name, arguments, heredocs in dockerfile:
+        if name != "COPY" or heredocs or "--from=" in arguments:
+            continue
+        sources = [a for a in shlex.split(arguments) if not a.startswith("--")][:-1]
+        for source in sources:
+            assert (ROOT / source).exists(), f"COPY {source}: no such path"
+
+
+def test_image_runs_as_a_numeric_non_root_user(dockerfile):
+    uid = runtime_uid(dockerfile)
+    assert uid.isdigit(), "a numeric USER lets Kubernetes verify runAsNonRoot"
+    assert int(uid) >= 1000
+
+
+def test_image_healthcheck_asks_health_live_with_python(dockerfile):
+    checks = [a for n, a, _ in final_stage(dockerfile) if n == "HEALTHCHECK"]
+    assert checks, "the runtime stage has no HEALTHCHECK"
+    options, _, command = checks[-1].partition("CMD ")
+    argv = exec_form(command)
+    assert argv[0] == "python" and argv[1] == "-c"
+    assert "/health/live" in argv[2]
+    assert "curl" not in checks[-1] and "wget" not in checks[-1]
+    compile(argv[2], "HEALTHCHECK", "exec")
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self):
+        code = self.status if self.path == "/health/live" else 404
+        self.send_response(code)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("status, healthy", [(200, True), (503, False)])
+def test_image_healthcheck_follows_the_service_http_address(
+        dockerfile, status, healthy):
+    checks = [a for n, a, _ in final_stage(dockerfile) if n == "HEALTHCHECK"]
+    argv = exec_form(checks[-1].partition("CMD ")[2])
+    handler = type("Handler", (_Health,), {"status": status})
+    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        service = SERVICES[0]
+        address_var = config_env_var(service, "WEB_SERVER_ADDRESS")
+        env = {"PATH": os.environ.get("PATH", ""), "SERVICE": service,
+               address_var: f"127.0.0.1:{server.server_port}"}
+        result = subprocess.run([sys.executable, *argv[1:]], env=env,
+                                capture_output=True, timeout=30)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (result.returncode == 0) is healthy, result.stderr
+
+
+@pytest.fixture
+def fake_nameko(tmp_path):
+    """A `nameko` on PATH that records its argv and HTTP address."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "record.json"
+    fake = bin_dir / "nameko"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        f"json.dump({{'argv': sys.argv[1:], 'env': dict(os.environ)}},"
+        f" open({str(record)!r}, 'w'))\n")
+    fake.chmod(0o755)
+    return bin_dir, record
+
+
+@pytest.fixture
+def entrypoint(dockerfile, tmp_path):
+    _, text = entrypoint_script(dockerfile)
+    script = tmp_path / "alongside-service"
+    script.write_text(text)
+    return script
+
+
+@pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX sh")
+@pytest.mark.parametrize("service", SERVICES)
+def test_entrypoint_runs_the_service_named_by_SERVICE(
+        service, entrypoint, fake_nameko):
+    bin_dir, record = fake_nameko
+    address_var = config_env_var(service, "WEB_SERVER_ADDRESS")
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "SERVICE": service, "HTTP_PORT": "8080"}
+    result = subprocess.run(["sh", str(entrypoint)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    ran = json.loads(record.read_text())
+    assert ran["argv"][:3] == ["run", "--config",
+                               f"services/{service}/config.yaml"]
+    module, _, class_name = ran["argv"][3].partition(":")
+    assert module == f"services.{service}.service"
+    assert class_name in service_class_names(service), (
+        f"{class_name} is not the nameko class of services/{service}/service.py;"
+        f" set SERVICE_CLASS or follow the <Name>Service rule")
+    assert ran["env"][address_var] == "0.0.0.0:8080"
+
+
+@pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX sh")
+@pytest.mark.parametrize("value", ["", "no_such_service", "../shared"])
+def test_entrypoint_refuses_an_unknown_service(value, entrypoint, fake_nameko):
+    bin_dir, record = fake_nameko
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "SERVICE": value}
+    result = subprocess.run(["sh", str(entrypoint)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 64
+    assert not record.exists()
+    for service in SERVICES:
+        assert service in result.stderr
+
+
+# --- .dockerignore --------------------------------------------------------------
+
+def dockerignore_patterns():
+    patterns = []
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            patterns.append(line.strip("/"))
+    return patterns
+
+
+def ignored(path, patterns):
+    """Whether the build context leaves out `path` (or a folder above it).
+    fnmatch's `*` also crosses `/`, so this errs towards "ignored"."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    result = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!")
+        alternatives = {pattern}
+        if pattern.startswith("**/"):
+            alternatives.add(pattern[3:])
+        if any(fnmatch.fnmatch(c, p) for c in candidates for p in alternatives):
+            result = not negate
+    return result
+
+
+def test_dockerignore_leaves_out_local_state():
+    patterns = dockerignore_patterns()
+    for path in (".venv/bin/python", ".local/x", ".git/HEAD", ".env",
+                 "shared/__pycache__/x.pyc", ".pytest_cache/v"):
+        assert ignored(path, patterns), f"{path} would be sent to the build"
+
+
+def test_dockerignore_keeps_what_the_image_needs():
+    patterns = dockerignore_patterns()
+    needed = ["requirements.txt"]
+    for directory in ("shared", "services"):
+        needed += [str(p.relative_to(ROOT)) for p in (ROOT / directory).rglob("*.py")
+                   if "tests" not in p.relative_to(ROOT).parts
+                   and "__pycache__" not in p.parts]
+    needed += [f"services/{s}/config.yaml" for s in SERVICES]
+    for path in needed:
+        assert not ignored(path, patterns), f"{path} is left out of the build"
+
+
+# --- docker-compose.yml -----------------------------------------------------
+
+def interpolate(value):
+    """Compose's ${VAR:-default} / ${VAR-default} / ${VAR}, with defaults."""
+    return re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}",
+                  lambda m: os.environ.get(m.group(1)) or m.group(2) or "",
+                  value)
+
+
+@pytest.fixture(scope="module")
+def compose():
+    return load_yaml("docker-compose.yml")
+
+
+def environment(service):
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {key: "" if value is None else str(value) for key, value in env.items()}
+
+
+def bind_mounts(service):
+    mounts = []
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, dict):
+            if volume.get("type") == "bind":
+                mounts.append((volume["source"], volume["target"]))
+            continue
+        source, target = volume.split(":")[:2]
+        if source.startswith((".", "/")):
+            mounts.append((source, target))
+    return mounts
+
+
+def mount_target(service, source):
+    targets = [t for s, t in bind_mounts(service)
+               if os.path.normpath(s) == os.path.normpath(source)]
+    assert targets, f"{source} is not mounted"
+    return targets[0]
+
+
+def test_compose_runs_every_service_and_the_infrastructure(compose):
+    names = set(compose["services"])
+    assert INFRA <= names
+    assert set(SERVICES) <= names, set(SERVICES) - names
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_service_is_built_from_the_dockerfile(compose, service):
+    spec = compose["services"][service]
+    build = spec["build"]
+    context = build if isinstance(build, str) else build.get("context", ".")
+    dockerfile = "Dockerfile" if isinstance(build, str) else build.get(
+        "dockerfile", "Dockerfile")
+    assert (ROOT / context).resolve() == ROOT
+    assert (ROOT / context / dockerfile).is_file()
+    assert environment(spec)["SERVICE"] == service
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_service_environment(compose, service):
+    spec = compose["services"][service]
+    env = environment(spec)
+    for key in SECRET_KEYS:
+        assert env.get(key), f"{service}: {key} is not set"
+    amqp = urlparse(interpolate(env["AMQP_URI"]))
+    assert amqp.scheme == "amqp" and amqp.hostname == "rabbitmq"
+    assert (amqp.port or 5672) == 5672
+    broker = environment(compose["services"]["rabbitmq"])
+    assert amqp.username == interpolate(broker["RABBITMQ_DEFAULT_USER"])
+    assert amqp.password == interpolate(broker["RABBITMQ_DEFAULT_PASS"])
+
+    assert env["MONGODB_URI"] == COMPOSE_MONGODB_URI
+    address_var = config_env_var(service, "WEB_SERVER_ADDRESS")
+    host, _, port = env.get(address_var, "").rpartition(":")
+    assert host == "0.0.0.0" and port == "8080", f"{address_var} = {host}:{port}"
+    database_var = config_env_var(service, "MONGODB_DATABASE")
+    assert env.get(database_var) == f"alongside_{service}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_service_waits_for_healthy_broker_and_database(compose, service):
+    depends = compose["services"][service].get("depends_on") or {}
+    for dependency in ("rabbitmq", "mongo"):
+        assert depends.get(dependency, {}).get("condition") == "service_healthy"
+        assert compose["services"][dependency].get("healthcheck", {}).get("test")
+
+
+def test_compose_mongo_is_a_replica_set_that_initiates_itself(compose):
+    mongo = compose["services"]["mongo"]
+    command = mongo["command"]
+    command = command if isinstance(command, list) else shlex.split(command)
+    replica_set = parse_qs(urlparse(COMPOSE_MONGODB_URI).query)["replicaSet"][0]
+    assert command[command.index("--replSet") + 1] == replica_set
+    check = " ".join(mongo["healthcheck"]["test"])
+    assert "rs.initiate" in check
+    assert f"_id: '{replica_set}'" in check
+    assert "host: 'mongo:27017'" in check  # the name the services resolve
+
+
+def test_compose_rabbitmq_loads_the_definitions(compose):
+    rabbitmq = compose["services"]["rabbitmq"]
+    assert rabbitmq["image"].startswith("rabbitmq:3.")
+    assert rabbitmq["image"].endswith("-management")
+    conf = rabbitmq_conf()
+    assert mount_target(rabbitmq, "./infra/rabbitmq/rabbitmq.conf") == \
+        "/etc/rabbitmq/rabbitmq.conf"
+    assert mount_target(rabbitmq, "./infra/rabbitmq/definitions.json") == \
+        conf["load_definitions"]
+
+
+def test_compose_rabbitmq_healthcheck_creates_the_user(compose):
+    """A node that loads definitions at boot seeds no default user, and the
+    definitions hold none: the healthcheck script makes it."""
+    rabbitmq = compose["services"]["rabbitmq"]
+    script = mount_target(rabbitmq, "./infra/rabbitmq/healthcheck.sh")
+    assert script in rabbitmq["healthcheck"]["test"]
+    text = (ROOT / "infra/rabbitmq/healthcheck.sh").read_text()
+    for needed in ("RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS",
+                   "authenticate_user", "add_user", "set_permissions"):
+        assert needed in text
+    if shutil.which("sh"):
+        subprocess.run(["sh", "-n", str(ROOT / "infra/rabbitmq/healthcheck.sh")],
+                       check=True)
+
+
+def test_compose_bind_mounts_exist(compose):
+    for name, spec in compose["services"].items():
+        for source, _ in bind_mounts(spec):
+            assert (ROOT / source).exists(), f"{name}: {source} does not exist"
+
+
+def test_compose_publishes_on_loopback_without_clashes(compose):
+    published = []
+    for name, spec in compose["services"].items():
+        for port in spec.get("ports") or []:
+            text = str(port)
+            assert text.startswith("127.0.0.1:"), f"{name}: {text} is public"
+            published.append(text.split(":")[1])
+    assert len(published) == len(set(published))
+
+
+def test_compose_prometheus_uses_the_repository_config(compose):
+    prometheus = compose["services"]["prometheus"]
+    assert mount_target(prometheus, "./infra/prometheus/prometheus.yml") == \
+        "/etc/prometheus/prometheus.yml"
+
+
+# --- infra/rabbitmq -----------------------------------------------------------
+
+def rabbitmq_conf():
+    settings = {}
+    for line in (ROOT / "infra/rabbitmq/rabbitmq.conf").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, separator, value = line.partition("=")
+            assert separator, f"rabbitmq.conf: not `key = value`: {line}"
+            settings[key.strip()] = value.strip()
+    return settings
+
+
+@pytest.fixture(scope="module")
+def definitions():
+    with open(ROOT / "infra/rabbitmq/definitions.json") as stream:
+        return json.load(stream)
+
+
+def by_name(items):
+    names = [item["name"] for item in items]
+    assert len(names) == len(set(names)), "declared twice"
+    return {item["name"]: item for item in items}
+
+
+def expected_exchange(exchange):
+    return {"type": exchange.type, "durable": bool(exchange.durable),
+            "auto_delete": bool(exchange.auto_delete), "internal": False,
+            "arguments": dict(exchange.arguments or {})}
+
+
+def expected_queue(queue):
+    return {"durable": bool(queue.durable), "auto_delete": bool(queue.auto_delete),
+            "arguments": dict(queue.queue_arguments or {})}
+
+
+def expected_binding(queue):
+    return {"source": queue.exchange.name, "destination": queue.name,
+            "destination_type": "queue", "routing_key": queue.routing_key or "",
+            "arguments": dict(queue.binding_arguments or {})}
+
+
+def topology_queues():
+    """Every queue shared.messaging declares with a fixed name."""
+    m = messaging()
+    config = __import__("shared.config", fromlist=["load_service_config"])
+    delays = set(m.DEFAULT_RETRY_DELAYS_MS)
+    for service in SERVICES:
+        delays.update(m.retry_settings(config.load_service_config(service))[1])
+    return ([m.unrouted_queue()]
+            + [m.dead_letter_queue(service) for service in SERVICES]
+            + [m.retry_queue(delay) for delay in sorted(delays)])
+
+
+def test_definitions_hold_no_credentials(definitions):
+    assert not definitions.get("users")
+    assert not definitions.get("permissions")
+    assert not definitions.get("topic_permissions")
+
+
+def test_definitions_declare_what_they_use(definitions):
+    vhosts = {v["name"] for v in definitions["vhosts"]}
+    assert "/" in vhosts
+    exchanges = by_name(definitions["exchanges"])
+    queues = by_name(definitions["queues"])
+    for item in (definitions["exchanges"] + definitions["queues"]
+                 + definitions["bindings"]):
+        assert item["vhost"] in vhosts
+    for binding in definitions["bindings"]:
+        assert binding["source"] in exchanges
+        assert binding["destination_type"] == "queue"
+        assert binding["destination"] in queues
+    for exchange in exchanges.values():
+        alternate = exchange["arguments"].get("alternate-exchange")
+        assert alternate is None or alternate in exchanges
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_definitions_declare_each_service_event_exchange(definitions, service):
+    m = messaging()
+    exchanges = by_name(definitions["exchanges"])
+    name = f"{service}.events"
+    assert name == m.event_exchange(service).name
+    assert name in exchanges, f"{name} is not declared"
+    declared = exchanges[name]
+    assert declared["arguments"]["alternate-exchange"] == m.UNROUTED_EXCHANGE
+    # Exactly what the services declare, or their declare is refused
+    # (PRECONDITION_FAILED) by a broker that loaded these definitions.
+    assert {k: declared[k] for k in expected_exchange(m.event_exchange(service))} \
+        == expected_exchange(m.event_exchange(service))
+
+
+def test_definitions_match_the_shared_messaging_topology(definitions):
+    m = messaging()
+    exchanges = by_name(definitions["exchanges"])
+    queues = by_name(definitions["queues"])
+    bindings = [{k: b[k] for k in ("source", "destination", "destination_type",
+                                   "routing_key", "arguments")}
+                for b in definitions["bindings"]]
+    assert m.UNROUTED_EXCHANGE in exchanges
+    assert m.UNROUTED_QUEUE in queues
+    assert m.DEAD_LETTER_EXCHANGE in exchanges
+    for queue in topology_queues():
+        assert queue.name in queues, f"queue {queue.name} is not declared"
+        declared = queues[queue.name]
+        assert {k: declared[k] for k in expected_queue(queue)} == \
+            expected_queue(queue), queue.name
+        exchange = exchanges.get(queue.exchange.name)
+        assert exchange, f"exchange {queue.exchange.name} is not declared"
+        assert {k: exchange[k] for k in expected_exchange(queue.exchange)} == \
+            expected_exchange(queue.exchange), queue.exchange.name
+        assert expected_binding(queue) in bindings, f"{queue.name} is not bound"
+
+
+def test_definitions_exchange_and_queue_fields_are_complete(definitions):
+    for exchange in definitions["exchanges"]:
+        assert set(exchange) >= {"name", "vhost", "type", "durable",
+                                 "auto_delete", "internal", "arguments"}
+        assert exchange["durable"] is True
+    for queue in definitions["queues"]:
+        assert set(queue) >= {"name", "vhost", "durable", "auto_delete",
+                              "arguments"}
+        assert queue["durable"] is True
+
+
+# --- infra/prometheus --------------------------------------------------------
+
+def scrape_targets(job):
+    """(host, port) pairs a scrape job reaches."""
+    targets = []
+    for static in job.get("static_configs") or []:
+        for target in static.get("targets") or []:
+            host, _, port = target.rpartition(":")
+            targets.append((host, int(port)))
+    for dns in job.get("dns_sd_configs") or []:
+        for name in dns.get("names") or []:
+            targets.append((name, int(dns["port"])))
+    return targets
+
+
+def test_prometheus_scrapes_every_service():
+    config = load_yaml("infra/prometheus/prometheus.yml")
+    jobs = config["scrape_configs"]
+    names = [job["job_name"] for job in jobs]
+    assert len(names) == len(set(names))
+    for service in SERVICES:
+        scraping = [job for job in jobs if (service, 8080) in scrape_targets(job)]
+        assert scraping, f"no scrape job reaches {service}:8080"
+        assert all(job.get("metrics_path", "/metrics") == "/metrics"
+                   for job in scraping)
+
+
+# --- k8s --------------------------------------------------------------------
+
+def k8s_documents():
+    documents = []
+    for path in sorted((ROOT / "k8s").rglob("*.y*ml")):
+        with open(path) as stream:
+            for document in yaml.safe_load_all(stream):
+                if document is not None:
+                    documents.append((path.relative_to(ROOT), document))
+    return documents
+
+
+def base_documents(kind):
+    return {doc["metadata"]["name"]: doc for path, doc in k8s_documents()
+            if path.parts[:2] == ("k8s", "base") and doc.get("kind") == kind}
+
+
+def kustomization(directory):
+    return load_yaml(Path("k8s") / directory / "kustomization.yaml")
+
+
+def test_every_k8s_yaml_is_a_typed_object():
+    documents = k8s_documents()
+    assert documents
+    for path, document in documents:
+        assert isinstance(document, dict), path
+        assert document.get("apiVersion") and document.get("kind"), path
+
+
+def test_no_secret_values_are_committed():
+    for path, document in k8s_documents():
+        if document.get("kind") == "Secret":
+            assert not document.get("data") and not document.get("stringData"), \
+                f"{path} commits secret values"
+        if document.get("kind") == "Kustomization":
+            assert not document.get("secretGenerator"), \
+                f"{path} generates a Secret from committed values"
+
+
+def test_base_kustomization_lists_every_base_file():
+    base = ROOT / "k8s/base"
+    resources = kustomization("base")["resources"]
+    for resource in resources:
+        assert (base / resource).is_file(), resource
+    files = {p.name for p in base.glob("*.y*ml")} - {"kustomization.yaml"}
+    assert files == set(resources), "a manifest in k8s/base is not listed"
+
+
+def container_of(deployment):
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def container_env(deployment):
+    """Literal env values, envFrom ConfigMaps resolved from k8s/base."""
+    container = container_of(deployment)
+    config_maps = base_documents("ConfigMap")
+    env = {}
+    for source in container.get("envFrom") or []:
+        name = source["configMapRef"]["name"]
+        assert name in config_maps, f"ConfigMap {name} is not in k8s/base"
+        env.update(config_maps[name]["data"])
+    for item in container.get("env") or []:
+        env[item["name"]] = item.get("value", item.get("valueFrom"))
+    return env
+
+
+@pytest.fixture(params=SERVICES)
+def deployment(request):
+    deployments = base_documents("Deployment")
+    assert request.param in deployments, \
+        f"k8s/base has no Deployment {request.param}"
+    return request.param, deployments[request.param]
+
+
+def test_deployment_runs_the_service(deployment):
+    service, manifest = deployment
+    spec = manifest["spec"]
+    selector = spec["selector"]["matchLabels"]
+    labels = spec["template"]["metadata"]["labels"]
+    assert selector.items() <= labels.items()
+    container = container_of(manifest)
+    assert container["image"].split(":")[0] == "alongside"
+    env = container_env(manifest)
+    assert env["SERVICE"] == service
+    assert env[config_env_var(service, "MONGODB_DATABASE")] == f"alongside_{service}"
+
+
+def test_deployment_reads_credentials_from_the_secret(deployment):
+    service, manifest = deployment
+    env = {item["name"]: item for item in container_of(manifest).get("env") or []}
+    for key in SECRET_KEYS:
+        assert key in env, f"{service}: {key} is not set"
+        reference = env[key].get("valueFrom", {}).get("secretKeyRef")
+        assert reference == {"name": SECRET_NAME, "key": key}, \
+            f"{service}: {key} must come from the Secret {SECRET_NAME}"
+    for source in container_of(manifest).get("envFrom") or []:
+        assert "secretRef" not in source or \
+            source["secretRef"]["name"] == SECRET_NAME
+    config_maps = base_documents("ConfigMap")
+    for config_map in config_maps.values():
+        assert not set(SECRET_KEYS) & set(config_map.get("data") or {})
+
+
+def test_deployment_probes_reach_the_service_port(deployment):
+    service, manifest = deployment
+    container = container_of(manifest)
+    ports = {p.get("name"): p["containerPort"] for p in container["ports"]}
+    address = container_env(manifest)[config_env_var(service, "WEB_SERVER_ADDRESS")]
+    host, _, port = address.rpartition(":")
+    assert host == "0.0.0.0" and int(port) in ports.values()
+    for probe, path in (("readinessProbe", "/health/ready"),
+                        ("livenessProbe", "/health/live")):
+        assert probe in container, f"{service}: no {probe}"
+        get = container[probe]["httpGet"]
+        assert get["path"] == path
+        target = ports.get(get["port"], get["port"])
+        assert target == int(port), f"{service}: {probe} misses the HTTP port"
+
+
+def test_deployment_has_resource_requests_and_limits(deployment):
+    service, manifest = deployment
+    resources = container_of(manifest)["resources"]
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(resources.get(kind) or {}), \
+            f"{service}: {kind} lack cpu or memory"
+
+
+def test_deployment_is_non_root_and_read_only(deployment, dockerfile):
+    service, manifest = deployment
+    pod = manifest["spec"]["template"]["spec"]
+    container = container_of(manifest)
+    context = {**(pod.get("securityContext") or {}),
+               **(container.get("securityContext") or {})}
+    assert context.get("runAsNonRoot") is True
+    if "runAsUser" in context:
+        assert str(context["runAsUser"]) == runtime_uid(dockerfile)
+    container_context = container["securityContext"]
+    assert container_context.get("readOnlyRootFilesystem") is True
+    assert container_context.get("allowPrivilegeEscalation") is False
+    assert "ALL" in container_context.get("capabilities", {}).get("drop", [])
+    assert not container_context.get("privileged")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_selects_the_deployment_pods(service):
+    services = base_documents("Service")
+    assert service in services, f"k8s/base has no Service {service}"
+    manifest = services[service]
+    deployment = base_documents("Deployment")[service]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert manifest["spec"]["selector"].items() <= labels.items()
+    port_names = {p.get("name") for p in container_of(deployment)["ports"]}
+    port_numbers = {p["containerPort"] for p in container_of(deployment)["ports"]}
+    for port in manifest["spec"]["ports"]:
+        assert port["targetPort"] in port_names | port_numbers
+
+
+OVERLAYS = ("dev", "production")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_builds_on_base(overlay):
+    directory = ROOT / "k8s/overlays" / overlay
+    document = kustomization(f"overlays/{overlay}")
+    assert "../../base" in document["resources"]
+    assert document.get("namespace")
+    for resource in document["resources"]:
+        assert (directory / resource).exists(), resource
+    for patch in document.get("patches") or []:
+        if "path" in patch:
+            assert (directory / patch["path"]).is_file(), patch["path"]
+
+
+def test_overlays_differ_in_replicas():
+    counts = {}
+    for overlay in OVERLAYS:
+        replicas = kustomization(f"overlays/{overlay}").get("replicas") or []
+        counts[overlay] = {r["name"]: r["count"] for r in replicas}
+        assert set(counts[overlay]) == set(SERVICES), overlay
+    for service in SERVICES:
+        assert counts["production"][service] > counts["dev"][service]
+
+
+def test_k8s_readme_says_how_to_create_the_secret():
+    text = (ROOT / "k8s/README.md").read_text()
+    assert SECRET_NAME in text
+    for key in SECRET_KEYS:
+        assert key in text
+
+
+def kustomize_command():
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    return None
+
+
+@pytest.mark.skipif(kustomize_command() is None, reason="no kubectl or kustomize")
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders(overlay):
+    result = subprocess.run(
+        [*kustomize_command(), str(ROOT / "k8s/overlays" / overlay)],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    documents = [d for d in yaml.safe_load_all(result.stdout) if d]
+    namespace = kustomization(f"overlays/{overlay}")["namespace"]
+    replicas = {r["name"]: r["count"]
+                for r in kustomization(f"overlays/{overlay}")["replicas"]}
+    deployments = {d["metadata"]["name"]: d for d in documents
+                   if d["kind"] == "Deployment"}
+    assert set(deployments) == set(SERVICES)
+    for name, deployment in deployments.items():
+        assert deployment["metadata"]["namespace"] == namespace
+        assert deployment["spec"]["replicas"] == replicas[name]
+        image = container_of(deployment)["image"]
+        assert ":" in image.rsplit("/", 1)[-1], f"{image} has no tag"
+    assert not [d for d in documents if d["kind"] == "Secret"]
