@@ -9,12 +9,20 @@ On a server without transactions (a standalone mongod) the effect is
 written first and the record second: a crash between the two would apply
 that one event again. Production runs a replica set; the local wire
 server presents one.
+
+Handlers run concurrently, so two transactions may write the same document
+and one must start again. pymongo's ``with_transaction`` retries at once,
+which under contention becomes a storm of aborted work; here a retry waits
+a random, growing delay first (full jitter).
 """
 import logging
+import random
+import time
 from datetime import datetime, timezone
 
+import eventlet
 from nameko.extensions import DependencyProvider
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from shared.observability import log_fields
 from shared.storage import database_provider
@@ -51,8 +59,7 @@ class InboxHandle:
 
         try:
             if self.provider.transactions:
-                with database.client.start_session() as session:
-                    session.with_transaction(in_transaction)
+                run_in_transaction(database.client, in_transaction)
             else:
                 if database[INBOX_COLLECTION].find_one({"_id": record["_id"]}):
                     raise _AlreadyApplied()
@@ -66,6 +73,46 @@ class InboxHandle:
                      extra=log_fields(event_id=envelope["id"], handler=self.handler))
             return False
         return True
+
+
+TRANSIENT = "TransientTransactionError"
+UNKNOWN_COMMIT = "UnknownTransactionCommitResult"
+
+
+def run_in_transaction(client, callback, give_up_after=60.0,
+                       first_delay=0.005, max_delay=0.5):
+    """Run ``callback(session)`` in a transaction, retrying transient
+    failures (write conflicts) after a jittered, growing delay."""
+    deadline = time.monotonic() + give_up_after
+    delay = first_delay
+    while True:
+        with client.start_session() as session:
+            session.start_transaction()
+            try:
+                callback(session)
+                _commit(session, deadline)
+                return
+            except PyMongoError as error:
+                if session.in_transaction:
+                    session.abort_transaction()
+                if not error.has_error_label(TRANSIENT) or time.monotonic() > deadline:
+                    raise
+            except BaseException:
+                if session.in_transaction:
+                    session.abort_transaction()
+                raise
+        eventlet.sleep(random.uniform(0, delay))
+        delay = min(delay * 2, max_delay)
+
+
+def _commit(session, deadline):
+    while True:
+        try:
+            session.commit_transaction()
+            return
+        except PyMongoError as error:
+            if not error.has_error_label(UNKNOWN_COMMIT) or time.monotonic() > deadline:
+                raise
 
 
 class Inbox(DependencyProvider):

@@ -79,6 +79,8 @@ class Outbox(DependencyProvider):
     def stop(self):
         self._running = False
         self.wake()
+        with eventlet.Timeout(10, False):
+            self._thread.wait()   # let a round in progress finish
         self._close()
 
     def kill(self):
@@ -121,6 +123,8 @@ class Outbox(DependencyProvider):
             try:
                 self.relay_once()
             except Exception:  # keep relaying: the next round retries
+                if not self._running:
+                    break   # stopping: what is left stays queued for the next start
                 log.exception("outbox relay round failed")
                 self._close()
             with eventlet.Timeout(self.poll_interval, False):

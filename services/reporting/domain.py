@@ -15,9 +15,3 @@ def archive_record(envelope, data, archived_at):
         "archived_at": archived_at,
     }
 
-
-def referral_count_increment(envelope, data):
-    """The (source) whose referral count this event raises, or None."""
-    if envelope["type"] == "referral.received":
-        return data["source"]
-    return None

@@ -25,16 +25,13 @@ class ReportingService(ServiceBase):
             envelope, data, session))
 
     def _project(self, envelope, data, session):
-        site_id = envelope["siteid"]
-        store.EventArchive(self.db, site_id, session).append(
+        store.EventArchive(self.db, envelope["siteid"], session).append(
             domain.archive_record(envelope, data, archived_at=utcnow()))
-        source = domain.referral_count_increment(envelope, data)
-        if source:
-            store.ReferralCounts(self.db, site_id, session).increment(source)
 
     @rpc(expected_exceptions=DOMAIN_ERRORS)
     def referral_counts(self, site_id):
-        return store.ReferralCounts(self.db, site_id).by_source()
+        return store.EventArchive(self.db, site_id).count_by(
+            "referral.received", "source")
 
     @rpc(expected_exceptions=DOMAIN_ERRORS)
     def archived_events(self, site_id, limit=100):

@@ -1,14 +1,17 @@
-"""The reporting service's own database: the event archive and projections."""
+"""The reporting service's own database: the append-only event archive.
+
+Counts are read from the archive rather than kept in counter documents:
+concurrent handlers incrementing one counter per site and source collide
+in their transactions, and the archive already holds every fact.
+"""
 from shared.storage import SiteScopedRepository
 
 EVENT_ARCHIVE = "event_archive"
-REFERRAL_COUNTS = "referral_counts"
 
 
 def ensure_indexes(database):
     database[EVENT_ARCHIVE].create_index([("site_id", 1), ("time", 1)])
-    database[REFERRAL_COUNTS].create_index([("site_id", 1), ("source", 1)],
-                                           unique=True)
+    database[EVENT_ARCHIVE].create_index([("site_id", 1), ("type", 1)])
 
 
 class EventArchive(SiteScopedRepository):
@@ -20,12 +23,10 @@ class EventArchive(SiteScopedRepository):
     def latest(self, limit):
         return self.find(sort=[("time", -1)], limit=limit)
 
-
-class ReferralCounts(SiteScopedRepository):
-    collection_name = REFERRAL_COUNTS
-
-    def increment(self, source):
-        self.update({"source": source}, {"$inc": {"count": 1}}, upsert=True)
-
-    def by_source(self):
-        return {row["source"]: row["count"] for row in self.find()}
+    def count_by(self, event_type, data_field):
+        """{value of data.<field>: number of <event_type> events} for the site."""
+        rows = self.collection.aggregate([
+            {"$match": self.scoped({"type": event_type})},
+            {"$group": {"_id": f"$data.{data_field}", "count": {"$sum": 1}}},
+        ], session=self.session)
+        return {row["_id"]: row["count"] for row in rows}

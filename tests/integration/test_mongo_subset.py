@@ -69,3 +69,32 @@ def test_sorted_limited_scoped_reads(database):
     assert [d["_id"] for d in database.events.find({"site_id": "s"}).sort(
         [("time", -1)]).limit(2)] == [4, 3]
     assert database.events.count_documents({"site_id": "s", "time": {"$gte": 3}}) == 2
+
+
+def test_group_counts_by_a_nested_field(database):
+    database.archive.insert_many([
+        {"site_id": "s", "type": "referral.received", "data": {"source": src}}
+        for src in ("gp", "gp", "midwife")] + [
+        {"site_id": "t", "type": "referral.received", "data": {"source": "gp"}}])
+    rows = database.archive.aggregate([
+        {"$match": {"site_id": "s", "type": "referral.received"}},
+        {"$group": {"_id": "$data.source", "count": {"$sum": 1}}}])
+    assert {r["_id"]: r["count"] for r in rows} == {"gp": 2, "midwife": 1}
+
+
+def test_conflicting_transactions_all_commit_after_backing_off(database):
+    """Handlers writing one document at once: every one lands, once."""
+    import eventlet
+    from shared.inbox import run_in_transaction
+    database.counters.insert_one({"_id": "hot", "n": 0})
+
+    def bump(session):
+        database.counters.update_one({"_id": "hot"}, {"$inc": {"n": 1}},
+                                     session=session)
+        eventlet.sleep(0.001)   # widen the window for a conflict
+
+    pool = eventlet.GreenPool(8)
+    for _ in range(40):
+        pool.spawn(run_in_transaction, database.client, bump)
+    pool.waitall()
+    assert database.counters.find_one({"_id": "hot"})["n"] == 40

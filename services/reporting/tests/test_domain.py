@@ -20,9 +20,3 @@ def test_archive_record_keeps_the_event_whole_under_its_id():
     assert record["site_id"] == "derby" and record["type"] == "referral.received"
     assert record["data"] == envelope["data"] and record["correlationid"] == "c1"
 
-
-def test_only_received_referrals_count_by_source():
-    envelope, data = received("iapt")
-    assert domain.referral_count_increment(envelope, data) == "iapt"
-    envelope["type"] = "referral.accepted"
-    assert domain.referral_count_increment(envelope, data) is None
