@@ -5,7 +5,7 @@ events ride in the changed record's ``_outbox`` array (MongoDB writes a
 single document atomically on a standalone server and a replica set alike).
 The relay, a thread in every service that raises events, finds records
 with queued events, publishes each with a publisher confirm, and only then
-removes it from the record. The entry states follow eShop's integration
+removes the published ones from their records (one write per batch). The entry states follow eShop's integration
 event log: queued (in ``_outbox``, ``attempts`` 0), failed (``attempts`` > 0
 and ``last_error``), published (gone from ``_outbox``, counted).
 
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 OUTBOX_FIELD = "_outbox"
 QUEUED = {f"{OUTBOX_FIELD}.id": {"$exists": True}}
+RELAY_BATCH = 100
 
 
 def outbox_entries(events):
@@ -135,12 +136,26 @@ class Outbox(DependencyProvider):
         published = 0
         for name in self.collections:
             collection = self.database.database[name]
-            for record in collection.find(QUEUED, {OUTBOX_FIELD: 1}):
-                published += self._relay_record(collection, record)
+            while True:
+                records = list(collection.find(QUEUED, {OUTBOX_FIELD: 1})
+                               .limit(RELAY_BATCH))
+                done = [self._relay_record(collection, r) for r in records]
+                sent = [event_id for ids in done for event_id in ids]
+                if sent:
+                    # One write for the batch: each write is a disk flush.
+                    collection.update_many(
+                        {"_id": {"$in": [r["_id"] for r in records]}},
+                        {"$pull": {OUTBOX_FIELD: {"id": {"$in": sent}}}})
+                published += len(sent)
+                failed = any(len(ids) < len(record[OUTBOX_FIELD])
+                             for record, ids in zip(records, done))
+                if failed or len(records) < RELAY_BATCH:
+                    break   # all done, or the broker is failing: next round
         return published
 
     def _relay_record(self, collection, record):
-        published = 0
+        """Publish a record's events in order; the ids of those published."""
+        published = []
         for entry in record[OUTBOX_FIELD]:  # in order: stop at the first failure
             event = entry["event"]
             failpoint("outbox.before_publish")
@@ -157,9 +172,7 @@ class Outbox(DependencyProvider):
                                              event_type=event["type"],
                                              error=str(error)))
                 return published
-            collection.update_one({"_id": record["_id"]},
-                                  {"$pull": {OUTBOX_FIELD: {"id": entry["id"]}}})
-            published += 1
+            published.append(entry["id"])
             if self._metrics:
                 self._metrics.events_published.labels(
                     self.container.service_name, event["type"]).inc()
