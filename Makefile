@@ -56,6 +56,7 @@ test-slow: venv
 bench: venv
 	$(PLATFORM) broker
 	$(PY) tests/benchmarks/bench_events.py
+	$(PY) tests/benchmarks/bench_events.py --rate 50 --events 500
 
 dead-letters: venv
 	$(PY) -m shared.deadletters list $(SERVICE)

@@ -14,7 +14,7 @@ import logging
 import traceback
 from datetime import datetime, timezone
 
-from kombu import Exchange, Queue
+from kombu import Connection, Exchange, Queue
 from nameko.amqp.publish import Publisher
 from nameko.constants import PERSISTENT
 from nameko.events import EventHandler
@@ -96,6 +96,11 @@ class ReliableEventHandler(EventHandler):
         self.dead_letters = dead_letter_queue(service_name)
         # Consumer.setup, skipping EventHandler.setup's plain exchange.
         self.queue_consumer.register_provider(self)
+
+    def start(self):
+        # Declared up front so ops (and the dead-letter gauge) see it at once.
+        with Connection(self.container.config["AMQP_URI"]) as connection:
+            self.dead_letters(connection.default_channel).declare()
 
     def handle_message_processed(self, message, result=None, exc_info=None):
         if exc_info is None:
