@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PLATFORM := $(PY) infra/local/localctl.py
 PYTEST_FLAGS ?=
 
-.PHONY: help venv run up stop status test test-unit test-integration test-slow bench dead-letters replay-dead-letters clean
+.PHONY: help venv run up stop status test lint test-unit test-integration test-slow bench dead-letters replay-dead-letters clean
 
 help:
 	@echo "make run      install, start RabbitMQ, the datastore and every service, show it working"
@@ -38,9 +38,12 @@ stop:
 status: venv
 	$(PLATFORM) status
 
-test: venv
+test: venv lint
 	$(PLATFORM) broker
 	$(PY) -m pytest $(PYTEST_FLAGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
 
 test-unit: venv
 	$(PY) -m pytest -m "not integration" $(PYTEST_FLAGS)

@@ -27,7 +27,7 @@ from nameko.extensions import DependencyProvider
 
 from shared.events import exchange_name_for
 from shared.failpoints import failpoint
-from shared.messaging import declare_event_topology, event_exchange
+from shared.messaging import declare_event_topology
 from shared.observability import log_fields, set_correlation_id
 
 log = logging.getLogger(__name__)
@@ -214,4 +214,3 @@ class Outbox(DependencyProvider):
             self._connection = None
 
 
-__all__ = ["Outbox", "OUTBOX_FIELD", "outbox_entries", "event_exchange"]

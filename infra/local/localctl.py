@@ -12,7 +12,6 @@ across restarts. Each service runs as its own `nameko run` process with its
 own config; logs in .local/logs, pids in .local/run. Running `up` twice
 starts nothing twice.
 """
-import json
 import os
 import re
 import shutil
