@@ -128,6 +128,7 @@ class Inbox(DependencyProvider):
         return self.database_dependency.transactions
 
     def start(self):
+        self.database_dependency.wait_until_prepared()
         self.database[INBOX_COLLECTION].create_index("event_id")
 
     def get_dependency(self, worker_ctx):

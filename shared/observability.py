@@ -45,9 +45,15 @@ class CorrelationId(DependencyProvider):
 
 
 def _correlation_from_event(worker_ctx):
-    body = worker_ctx.args[0] if worker_ctx.args else None
-    if isinstance(body, dict) and body.get("specversion"):
-        return body.get("correlationid")
+    """From an event's envelope, or an HTTP request's X-Correlation-Id."""
+    first = worker_ctx.args[0] if worker_ctx.args else None
+    if isinstance(first, dict) and first.get("specversion"):
+        return first.get("correlationid")
+    headers = getattr(first, "headers", None)
+    if headers is not None and hasattr(headers, "get"):
+        value = headers.get("X-Correlation-Id", "")
+        if 0 < len(value) <= 128:
+            return value
     return None
 
 

@@ -71,6 +71,7 @@ class Outbox(DependencyProvider):
         self._metrics = None
 
     def start(self):
+        self.database.wait_until_prepared()
         for name in self.collections:
             ensure_outbox_index(self.database.database[name])
         self._running = True

@@ -6,6 +6,7 @@ site to every query and write; it refuses to open without one.
 """
 import logging
 
+from eventlet.event import Event
 from nameko.extensions import DependencyProvider
 from pymongo import MongoClient, ReturnDocument
 
@@ -31,7 +32,11 @@ def supports_transactions(client):
 class Database(DependencyProvider):
     """The service's own database (``MONGODB_DATABASE`` at ``MONGODB_URI``).
 
-    ``prepare`` (say ``store.ensure_indexes``) runs once at start.
+    ``prepare`` (say ``store.ensure_indexes``) runs once at start. Other
+    providers that touch the database while starting call
+    :meth:`wait_until_prepared` first: nameko starts providers side by side,
+    and an index built while another writes the same collection has been
+    seen to hang the local wire server.
     """
 
     def __init__(self, prepare=None, **kwargs):
@@ -43,6 +48,7 @@ class Database(DependencyProvider):
         self.client = connect(config["MONGODB_URI"])
         self.database = self.client[config["MONGODB_DATABASE"]]
         self._transactions = None
+        self._prepared = Event()
 
     @property
     def transactions(self):
@@ -53,6 +59,10 @@ class Database(DependencyProvider):
     def start(self):
         if self.prepare:
             self.prepare(self.database)
+        self._prepared.send(True)
+
+    def wait_until_prepared(self):
+        self._prepared.wait()
 
     def stop(self):
         self.client.close()

@@ -29,6 +29,7 @@ LOCAL = os.path.join(ROOT, ".local")
 LOGS = os.path.join(LOCAL, "logs")
 PIDS = os.path.join(LOCAL, "run")
 MONGO_DATA = os.path.join(LOCAL, "data", "mongo")
+SECRETS = os.path.join(LOCAL, "secrets.env")
 PYTHON = sys.executable
 
 AMQP_HOST, AMQP_PORT, MANAGEMENT_PORT = "127.0.0.1", 5672, 15672
@@ -180,9 +181,33 @@ def ready(address):
         return False
 
 
+def local_secrets():
+    """This machine's gateway secrets: made once, kept in .local/secrets.env
+    (git-ignored, readable by you only); the environment wins over them."""
+    import secrets
+    if not os.path.exists(SECRETS):
+        os.makedirs(LOCAL, exist_ok=True)
+        values = {"GATEWAY_JWT_SECRET": secrets.token_urlsafe(48),
+                  "ALONGSIDE_ADMIN_EMAIL": "admin@alongside.local",
+                  "ALONGSIDE_ADMIN_PASSWORD": secrets.token_urlsafe(18)}
+        descriptor = os.open(SECRETS, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write("# Made by make run for this machine only. Never commit.\n")
+            handle.writelines(f"{k}={v}\n" for k, v in values.items())
+        say(f"made local secrets in {SECRETS} (the national admin's login is there)")
+    values = {}
+    with open(SECRETS) as handle:
+        for line in handle:
+            if "=" in line and not line.startswith("#"):
+                key, _, value = line.strip().partition("=")
+                values[key] = value
+    values.update({k: os.environ[k] for k in values if k in os.environ})
+    return values
+
+
 def start_services():
     env = dict(os.environ, PYTHONPATH=ROOT, MONGODB_URI=MONGODB_URI,
-               PYTHONWARNINGS="ignore")
+               PYTHONWARNINGS="ignore", **local_secrets())
     for name, cls, address in services():
         if running_pid(name):
             say(f"{name} already running (pid {running_pid(name)})")
@@ -221,6 +246,7 @@ def up():
     start_services()
     say("all services ready:")
     status()
+    say(f"API: http://127.0.0.1:8000/api/v1/docs  (national admin login: {SECRETS})")
 
 
 def stop_pid(name):

@@ -1,8 +1,10 @@
-"""Show the running system working: one referral, end to end.
+"""Show the running system working: one referral, end to end, as people do it.
 
-A referral goes to `referrals` over RPC; its `referral.received` event
-leaves through the outbox, crosses RabbitMQ and is archived and counted by
-`reporting`. Uses the site code `demo`.
+The national admin (from .local/secrets.env) logs in to the gateway, makes
+sure a `demo` site and its coordinator exist, and the coordinator refers a
+parent over HTTP. The gateway forwards it to `referrals` over RPC; its
+`referral.received` event leaves through the outbox, crosses RabbitMQ and
+is archived and counted by `reporting`.
 """
 import eventlet
 
@@ -12,30 +14,57 @@ import os  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
 
+import requests  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 
+from infra.local.localctl import local_secrets  # noqa: E402
 from shared.config import load_service_config  # noqa: E402
 
-SITE = "demo"
+API = "http://127.0.0.1:8000/api/v1"
+COORDINATOR = ("coordinator@demo.alongside.local", "demo coordinator password")
+
+
+def call(method, path, token=None, **kwargs):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    answer = requests.request(method, API + path, headers=headers, timeout=15, **kwargs)
+    if answer.status_code >= 400 and answer.status_code != 409:
+        raise SystemExit(f"[alongside] {method} {path}: {answer.status_code} {answer.text}")
+    return answer
+
+
+def login(email, password):
+    return call("POST", "/auth/token", json={"email": email, "password": password}
+                ).json()["access_token"]
 
 
 def main():
-    config = {"AMQP_URI": load_service_config("referrals")["AMQP_URI"]}
-    with ClusterRpcProxy(config, timeout=15) as cluster:
-        before = cluster.reporting.referral_counts(SITE).get("midwife", 0)
+    secrets = local_secrets()
+    admin = login(secrets["ALONGSIDE_ADMIN_EMAIL"], secrets["ALONGSIDE_ADMIN_PASSWORD"])
+    sites = {s["code"]: s for s in call("GET", "/sites", admin).json()}
+    site = sites.get("demo") or call("POST", "/sites", admin, json={
+        "name": "Demo programme", "code": "demo", "catchment": ["SW1A", "CM1"],
+        "languages": ["en", "pl"]}).json()
+    call("POST", "/users", admin, json={
+        "email": COORDINATOR[0], "name": "Demo coordinator", "password": COORDINATOR[1],
+        "role": "site_coordinator", "site_id": site["id"]})
+    coordinator = login(*COORDINATOR)
+    amqp = {"AMQP_URI": load_service_config("reporting")["AMQP_URI"]}
+    with ClusterRpcProxy(amqp, timeout=15) as cluster:
+        before = cluster.reporting.referral_counts(site["id"]).get("midwife", 0)
         started = time.monotonic()
-        referral = cluster.referrals.create_referral(
-            SITE, {"source": "midwife", "postcode": "SW1A 1AA",
-                   "preferred_language": "en"})
-        print(f"[alongside] referral {referral['id']} received for site '{SITE}'")
+        referral = call("POST", "/referrals", coordinator, json={
+            "source": "midwife", "postcode": "SW1A 1AA", "due_date": "2027-04-01"}).json()
+        print(f"[alongside] POST /api/v1/referrals -> referral {referral['id']} "
+              f"({referral['status']}) at site '{site['code']}'")
         while time.monotonic() - started < 15:
-            counts = cluster.reporting.referral_counts(SITE)
+            counts = cluster.reporting.referral_counts(site["id"])
             if counts.get("midwife", 0) > before:
                 elapsed = (time.monotonic() - started) * 1000
-                print(f"[alongside] reporting counted it {elapsed:.0f} ms later; "
-                      f"referrals at '{SITE}' by source: {counts}")
+                print(f"[alongside] reporting archived and counted it {elapsed:.0f} ms "
+                      f"later; referrals at '{site['code']}' by source: {counts}")
                 return 0
             time.sleep(0.05)
     print("[alongside] reporting did not see the referral within 15 s: "
