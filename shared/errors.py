@@ -91,6 +91,14 @@ class TooManyRequests(AlongsideError):
 
 
 @deserialize_to_instance
+class ServiceUnavailable(AlongsideError):
+    """A service behind the caller did not answer (in time)."""
+    status = 503
+    title = "Service unavailable"
+    code = "unavailable"
+
+
+@deserialize_to_instance
 class MissingSiteScope(AlongsideError):
     """A store call without a site: a programming error, never user input."""
     status = 500

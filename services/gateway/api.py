@@ -14,15 +14,17 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import eventlet
 from marshmallow import ValidationError
-from nameko.exceptions import RemoteError
+from nameko.exceptions import RemoteError, UnknownService
 from nameko.extensions import DependencyProvider
 from nameko.web.handlers import http
 from werkzeug.wrappers import Response
 
 from services.gateway import credentials, domain, store
 from shared.errors import (PROBLEM_CONTENT_TYPE, AlongsideError, BadRequest, Conflict,
-                           TooManyRequests, Unauthorized, ValidationFailed,
+                           ServiceUnavailable, TooManyRequests, Unauthorized,
+                           ValidationFailed,
                            problem_for)
 from shared.observability import current_correlation_id
 
@@ -68,6 +70,8 @@ class Gateway(DependencyProvider):
         self.token_ttl = int(settings.get("TOKEN_TTL_SECONDS", 3600))
         self.rate_limits = settings.get("RATE_LIMITS", {}) or {}
         self.trusted_proxy_hops = int(settings.get("TRUSTED_PROXY_HOPS", 0))
+        # nameko 2's RPC proxy waits for a reply for ever: bound each request.
+        self.request_timeout = float(settings.get("REQUEST_TIMEOUT_SECONDS", 15))
 
     def start(self):
         from shared.storage import database_provider
@@ -184,7 +188,9 @@ def endpoint(method, path, *, summary, permission=None, body=None, query=None,
                             _load_body(request, body) if body else None,
                             _load_query(request, query) if query else None,
                             address)
-                result = fn(self, call, **path_args)
+                with eventlet.Timeout(self.gateway.request_timeout, ServiceUnavailable(
+                        "A service behind the gateway did not answer in time.")):
+                    result = fn(self, call, **path_args)
                 outcome = status
                 if status == 204:
                     return _respond(204, None)
@@ -245,9 +251,8 @@ def _problem_response(error, instance):
             "remote_error": error.exc_type}})
         error = AlongsideError("A service behind the gateway failed.")
         error.status, error.title, error.code = 502, "Bad gateway", "bad_gateway"
-    elif _is_unavailable(error):
-        error = AlongsideError("A service behind the gateway did not answer in time.")
-        error.status, error.title, error.code = 503, "Service unavailable", "unavailable"
+    elif isinstance(error, UnknownService):
+        error = ServiceUnavailable("A service behind the gateway is not running.")
     elif not isinstance(error, AlongsideError):
         log.exception("unexpected error in the gateway")
     status, problem = problem_for(error, instance)
@@ -260,11 +265,6 @@ def _problem_response(error, instance):
     if current_correlation_id():
         response.headers["X-Correlation-Id"] = current_correlation_id()
     return response
-
-
-def _is_unavailable(error):
-    from nameko.exceptions import RpcTimeout, UnknownService
-    return isinstance(error, (RpcTimeout, UnknownService))
 
 
 def _audit(service, audit, principal, path_args, result, address, outcome):

@@ -280,3 +280,23 @@ def test_gateway_refuses_to_start_without_a_signing_key(container_factory, servi
     container = container_factory(GatewayService, config)
     with pytest.raises(RuntimeError, match="GATEWAY_JWT_SECRET"):
         container.start()
+
+
+def test_a_service_that_is_down_or_stuck_answers_503(start_service, start_gateway):
+    api, _ = start_gateway(REQUEST_TIMEOUT_SECONDS=2)
+    admin = api.login(*ADMIN)
+    site = api.call("POST", "/api/v1/sites", admin, json={
+        "name": "Essex", "code": "essex", "catchment": ["CM1"]}).json()
+    api.call("POST", "/api/v1/users", admin, json={
+        "email": "c@essex.test", "name": "c", "password": "a long enough pw",
+        "role": "site_coordinator", "site_id": site["id"]})
+    coordinator = api.login("c@essex.test", "a long enough pw")
+    # Never started: nobody serves referrals.
+    assert_problem(api.call("POST", "/api/v1/referrals", coordinator, json=REFERRAL), 503)
+    # Started, then killed: its queue stays and the call would wait for ever.
+    referrals, _ = start_service(ReferralsService)
+    assert api.call("POST", "/api/v1/referrals", coordinator, json=REFERRAL).status_code == 201
+    referrals.kill()
+    started = time.monotonic()
+    assert_problem(api.call("POST", "/api/v1/referrals", coordinator, json=REFERRAL), 503)
+    assert time.monotonic() - started < 10
