@@ -6,8 +6,9 @@
 #   nameko run --config services/<SERVICE>/config.yaml services.<SERVICE>.service:<Name>Service
 # from /app. SERVICE_CLASS overrides the class name where it does not follow
 # that rule. Settings come from the environment (see services/*/config.yaml);
-# the HTTP port (health, metrics) is 8080 unless <SERVICE>_HTTP_ADDRESS says
-# otherwise.
+# the HTTP port (health, metrics, the gateway's API) is 0.0.0.0:8080 unless
+# the variables the service's WEB_SERVER_ADDRESS reads say otherwise
+# (<SERVICE>_HTTP_ADDRESS, or GATEWAY_HOST and GATEWAY_PORT for the gateway).
 
 ARG PYTHON_VERSION=3.11
 ARG DEBIAN_RELEASE=bookworm
@@ -84,12 +85,39 @@ first=$(printf '%s' "$SERVICE" | cut -c1 | tr '[:lower:]' '[:upper:]')
 rest=$(printf '%s' "$SERVICE" | cut -c2-)
 class="${SERVICE_CLASS:-${first}${rest}Service}"
 
-# In a container the HTTP port listens on every interface unless told otherwise.
-address_var="$(printf '%s' "$SERVICE" | tr '[:lower:]' '[:upper:]')_HTTP_ADDRESS"
-eval "address=\${${address_var}:-}"
-if [ -z "$address" ]; then
-    export "${address_var}=0.0.0.0:${HTTP_PORT:-8080}"
-fi
+# The HTTP address. nameko listens on WEB_SERVER_ADDRESS from the config,
+# whose defaults suit a laptop (loopback, a port per service); in a container
+# it is every interface and HTTP_PORT (8080) unless set. A config reads its
+# address in one of two ways: ${<SERVICE>_HTTP_ADDRESS:host:port} (referrals,
+# reporting) or ${<SERVICE>_HOST:host}:${<SERVICE>_PORT:port} (gateway). Both
+# get the container default, whichever the service reads: one rule, no list
+# of services; a variable a config does not read is ignored. The image's
+# HEALTHCHECK applies the same defaults (it does not see these exports).
+prefix=$(printf '%s' "$SERVICE" | tr '[:lower:]' '[:upper:]')
+port=${HTTP_PORT:-8080}
+for setting in "_HTTP_ADDRESS=0.0.0.0:$port" "_HOST=0.0.0.0" "_PORT=$port"; do
+    name="$prefix${setting%%=*}"
+    eval "current=\${$name:-}"
+    if [ -z "$current" ]; then
+        export "$name=${setting#*=}"
+    fi
+done
+
+# Then read the address as nameko will (shared.config is its parser) and
+# check it has the form nameko accepts, [host:]port, so that one that cannot
+# work stops here with a clear message rather than in a crash loop. A likely
+# miss: GATEWAY_PORT=tcp://<ip>:8080, which Kubernetes injects for a Service
+# named gateway unless the pod sets enableServiceLinks: false.
+python -c '
+import os, re, sys
+from shared.config import load_service_config
+service = os.environ["SERVICE"]
+address = str(load_service_config(service)["WEB_SERVER_ADDRESS"])
+if not re.fullmatch(r"([^:]+:)?[0-9]+", address):  # nameko.web.server.parse_address
+    sys.exit("alongside-service: %s would listen on %r, not [host:]port; see what"
+             " WEB_SERVER_ADDRESS reads in services/%s/config.yaml"
+             % (service, address, service))
+' || exit 78
 
 exec nameko run --config "services/$SERVICE/config.yaml" \
     "services.$SERVICE.service:$class" "$@"
@@ -98,8 +126,16 @@ EOF
 USER 10001:10001
 EXPOSE 8080
 
-# No curl in slim images: Python asks /health/live on the service's own port.
+# No curl in slim images: Python asks /health/live on the service's own port,
+# found as the entrypoint finds it: the same container defaults, then the
+# address from the service's config (shared.config).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import os, sys, urllib.request; address = os.environ.get(os.environ.get('SERVICE', '').upper() + '_HTTP_ADDRESS') or ':' + os.environ.get('HTTP_PORT', '8080'); port = address.rsplit(':', 1)[1]; response = urllib.request.urlopen('http://127.0.0.1:' + port + '/health/live', timeout=4); sys.exit(0 if response.status == 200 else 1)"]
+    CMD ["python", "-c", "import os, sys, urllib.request; \
+service = os.environ.get('SERVICE', ''); prefix = service.upper(); port = os.environ.get('HTTP_PORT') or '8080'; \
+os.environ.update({name: os.environ.get(name) or value for name, value in ((prefix + '_HTTP_ADDRESS', '0.0.0.0:' + port), (prefix + '_HOST', '0.0.0.0'), (prefix + '_PORT', port))}); \
+from shared.config import load_service_config; \
+address = str(load_service_config(service)['WEB_SERVER_ADDRESS']); \
+response = urllib.request.urlopen('http://127.0.0.1:' + address.rpartition(':')[2] + '/health/live', timeout=4); \
+sys.exit(0 if response.status == 200 else 1)"]
 
 ENTRYPOINT ["/usr/local/bin/alongside-service"]

@@ -7,6 +7,13 @@ shared.messaging. No Docker engine, cluster or broker is needed; the
 entrypoint and healthcheck of the image are run here as plain processes
 (the healthcheck against an HTTP server on 127.0.0.1), and the overlays are
 rendered with `kubectl kustomize` where kubectl is installed.
+
+A service's HTTP address is what its config.yaml makes of WEB_SERVER_ADDRESS
+under a given environment, read with shared.config (nameko's parser): the
+configs read it as ${<SERVICE>_HTTP_ADDRESS:host:port} or as
+${<SERVICE>_HOST:host}:${<SERVICE>_PORT:port}. A setting a config.yaml reads
+with an empty default, ${VAR:}, is a secret: compose must require it from the
+environment and Kubernetes must take it from the Secret, never a value.
 """
 import ast
 import fnmatch
@@ -21,6 +28,7 @@ import sys
 import threading
 import warnings
 from pathlib import Path
+from unittest import mock
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -32,6 +40,9 @@ SERVICES = sorted(path.parent.name
 INFRA = {"rabbitmq", "mongo", "prometheus"}
 SECRET_NAME = "alongside-secrets"
 SECRET_KEYS = ("AMQP_URI", "MONGODB_URI")
+# Secrets a service needs once (the first admin): their Secret keys may be
+# optional, so that they can be removed after the first start.
+BOOTSTRAP_SECRETS = {"ALONGSIDE_ADMIN_EMAIL", "ALONGSIDE_ADMIN_PASSWORD"}
 COMPOSE_MONGODB_URI = "mongodb://mongo:27017/?replicaSet=rs0"
 
 
@@ -41,9 +52,22 @@ def test_there_are_services_to_deploy():
 
 # --- helpers ----------------------------------------------------------------
 
+class PlainLoader(yaml.SafeLoader):
+    """yaml.SafeLoader without what nameko adds to it: shared.config (which
+    conftest.py imports) calls nameko's setup_yaml_parser, after which
+    yaml.safe_load replaces every ``${VAR...}`` scalar with the environment
+    of the test run. Deployment files are read as written."""
+
+
+PlainLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers
+            if tag not in ("!env_var", "!raw_env_var")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
 def load_yaml(relative):
     with open(ROOT / relative) as stream:
-        return yaml.safe_load(stream)
+        return yaml.load(stream, Loader=PlainLoader)
 
 
 def service_config_text(service):
@@ -57,6 +81,64 @@ def config_env_var(service, key):
                       re.MULTILINE)
     assert match, f"services/{service}/config.yaml: {key} reads no ${{VAR:...}}"
     return match.group(1)
+
+
+def secret_vars(service):
+    """The settings of a service's config.yaml with no default: ``${VAR:}``."""
+    return sorted(set(re.findall(r"\$\{(\w+):\}", service_config_text(service))))
+
+
+def address_variables(service):
+    """The variables WEB_SERVER_ADDRESS reads: {"address": VAR} for
+    ``${VAR:host:port}``, {"host": H, "port": P} for ``${H:host}:${P:port}``,
+    the two forms the image's entrypoint and healthcheck give defaults to."""
+    match = re.search(r"^WEB_SERVER_ADDRESS:\s*(.+?)\s*$",
+                      service_config_text(service), re.MULTILINE)
+    assert match, f"services/{service}/config.yaml sets no WEB_SERVER_ADDRESS"
+    value = match.group(1)
+    whole = re.fullmatch(r"\$\{(\w+):[^}]*\}", value)
+    if whole:
+        return {"address": whole.group(1)}
+    parts = re.fullmatch(r"\$\{(\w+):[^}]*\}:\$\{(\w+):[^}]*\}", value)
+    if parts:
+        return {"host": parts.group(1), "port": parts.group(2)}
+    pytest.fail(f"services/{service}/config.yaml: WEB_SERVER_ADDRESS: {value} is"
+                f" neither ${{VAR:host:port}} nor ${{HOST:host}}:${{PORT:port}}")
+
+
+def address_env(service, host, port):
+    """The environment that asks a service to listen on host:port."""
+    variables = address_variables(service)
+    if "address" in variables:
+        return {variables["address"]: f"{host}:{port}"}
+    return {variables["host"]: host, variables["port"]: str(port)}
+
+
+def http_address(service, env):
+    """WEB_SERVER_ADDRESS as the service's config.yaml gives it under exactly
+    the environment `env`, read as nameko reads it (shared.config)."""
+    from shared.config import load_service_config
+    with mock.patch.dict(os.environ, env, clear=True):
+        return str(load_service_config(service)["WEB_SERVER_ADDRESS"])
+
+
+def test_every_service_address_takes_one_of_the_known_forms():
+    for service in SERVICES:
+        names = address_variables(service)
+        prefix = service.upper()
+        assert names in ({"address": f"{prefix}_HTTP_ADDRESS"},
+                         {"host": f"{prefix}_HOST", "port": f"{prefix}_PORT"}), \
+            f"{service}: the image's container defaults do not cover {names}"
+        assert http_address(service, address_env(service, "10.1.2.3", 9999)) \
+            == "10.1.2.3:9999"
+
+
+def test_gateway_secrets_are_its_settings_without_default():
+    if "gateway" not in SERVICES:
+        pytest.skip("no services/gateway")
+    assert secret_vars("gateway") == ["ALONGSIDE_ADMIN_EMAIL",
+                                      "ALONGSIDE_ADMIN_PASSWORD",
+                                      "GATEWAY_JWT_SECRET"]
 
 
 def messaging():
@@ -238,9 +320,15 @@ class _Health(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("port_from", ["HTTP_PORT", "service variables"])
 @pytest.mark.parametrize("status, healthy", [(200, True), (503, False)])
 def test_image_healthcheck_follows_the_service_http_address(
-        dockerfile, status, healthy):
+        dockerfile, service, port_from, status, healthy):
+    """Run as in the image (working directory and PYTHONPATH the code), the
+    healthcheck finds the port from the container default (HTTP_PORT, which
+    the entrypoint also uses) or from the variables the service's
+    WEB_SERVER_ADDRESS reads, which win over it."""
     checks = [a for n, a, _ in final_stage(dockerfile) if n == "HEALTHCHECK"]
     argv = exec_form(checks[-1].partition("CMD ")[2])
     handler = type("Handler", (_Health,), {"status": status})
@@ -248,11 +336,14 @@ def test_image_healthcheck_follows_the_service_http_address(
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        service = SERVICES[0]
-        address_var = config_env_var(service, "WEB_SERVER_ADDRESS")
-        env = {"PATH": os.environ.get("PATH", ""), "SERVICE": service,
-               address_var: f"127.0.0.1:{server.server_port}"}
-        result = subprocess.run([sys.executable, *argv[1:]], env=env,
+        env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT),
+               "SERVICE": service}
+        if port_from == "HTTP_PORT":
+            env["HTTP_PORT"] = str(server.server_port)
+        else:
+            env["HTTP_PORT"] = "1"  # nothing listens there
+            env.update(address_env(service, "0.0.0.0", server.server_port))
+        result = subprocess.run([sys.executable, *argv[1:]], cwd=ROOT, env=env,
                                 capture_output=True, timeout=30)
     finally:
         server.shutdown()
@@ -273,6 +364,10 @@ def fake_nameko(tmp_path):
         f"json.dump({{'argv': sys.argv[1:], 'env': dict(os.environ)}},"
         f" open({str(record)!r}, 'w'))\n")
     fake.chmod(0o755)
+    # The entrypoint reads the config with `python`, the image's virtualenv.
+    python = bin_dir / "python"
+    python.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} \"$@\"\n")
+    python.chmod(0o755)
     return bin_dir, record
 
 
@@ -286,12 +381,14 @@ def entrypoint(dockerfile, tmp_path):
 
 @pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX sh")
 @pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("http_port, port", [(None, 8080), ("9090", 9090)])
 def test_entrypoint_runs_the_service_named_by_SERVICE(
-        service, entrypoint, fake_nameko):
+        service, http_port, port, entrypoint, fake_nameko):
     bin_dir, record = fake_nameko
-    address_var = config_env_var(service, "WEB_SERVER_ADDRESS")
     env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-           "SERVICE": service, "HTTP_PORT": "8080"}
+           "SERVICE": service}
+    if http_port:
+        env["HTTP_PORT"] = http_port
     result = subprocess.run(["sh", str(entrypoint)], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
@@ -303,7 +400,39 @@ def test_entrypoint_runs_the_service_named_by_SERVICE(
     assert class_name in service_class_names(service), (
         f"{class_name} is not the nameko class of services/{service}/service.py;"
         f" set SERVICE_CLASS or follow the <Name>Service rule")
-    assert ran["env"][address_var] == "0.0.0.0:8080"
+    # In a container: every interface, HTTP_PORT (8080 unless set).
+    assert http_address(service, ran["env"]) == f"0.0.0.0:{port}"
+
+
+@pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX sh")
+@pytest.mark.parametrize("service", SERVICES)
+def test_entrypoint_keeps_the_address_it_is_given(service, entrypoint, fake_nameko):
+    bin_dir, record = fake_nameko
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "SERVICE": service, "HTTP_PORT": "8080",
+           **address_env(service, "127.0.0.1", 9000)}
+    result = subprocess.run(["sh", str(entrypoint)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    ran = json.loads(record.read_text())
+    assert http_address(service, ran["env"]) == "127.0.0.1:9000"
+
+
+@pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX sh")
+@pytest.mark.parametrize("service", SERVICES)
+def test_entrypoint_refuses_an_address_nameko_cannot_bind(
+        service, entrypoint, fake_nameko):
+    """E.g. the GATEWAY_PORT=tcp://<ip>:8080 Kubernetes injects for a Service
+    named gateway where service links are on."""
+    bin_dir, record = fake_nameko
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "SERVICE": service,
+           **address_env(service, "0.0.0.0", "tcp://10.0.0.1:8080")}
+    result = subprocess.run(["sh", str(entrypoint)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 78, result.stderr
+    assert not record.exists()
+    assert "WEB_SERVER_ADDRESS" in result.stderr
 
 
 @pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX sh")
@@ -370,10 +499,19 @@ def test_dockerignore_keeps_what_the_image_needs():
 # --- docker-compose.yml -----------------------------------------------------
 
 def interpolate(value):
-    """Compose's ${VAR:-default} / ${VAR-default} / ${VAR}, with defaults."""
-    return re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}",
-                  lambda m: os.environ.get(m.group(1)) or m.group(2) or "",
+    """Compose's ${VAR:-default} / ${VAR-default} / ${VAR}, with defaults;
+    ${VAR:?message} / ${VAR?message} (required) give the environment's value
+    or ""."""
+    return re.sub(r"\$\{(\w+)(?::?([-?])([^}]*))?\}",
+                  lambda m: os.environ.get(m.group(1))
+                  or (m.group(3) if m.group(2) == "-" else "") or "",
                   value)
+
+
+def required_reference(value, var):
+    """Whether a compose value is ${VAR:?message} or ${VAR?message}: the
+    environment's value or an error, never a default."""
+    return re.fullmatch(rf"\$\{{{var}:?\?[^}}]*\}}", value) is not None
 
 
 @pytest.fixture(scope="module")
@@ -440,9 +578,9 @@ def test_compose_service_environment(compose, service):
     assert amqp.password == interpolate(broker["RABBITMQ_DEFAULT_PASS"])
 
     assert env["MONGODB_URI"] == COMPOSE_MONGODB_URI
-    address_var = config_env_var(service, "WEB_SERVER_ADDRESS")
-    host, _, port = env.get(address_var, "").rpartition(":")
-    assert host == "0.0.0.0" and port == "8080", f"{address_var} = {host}:{port}"
+    address = http_address(service, {k: interpolate(v) for k, v in env.items()})
+    assert address == "0.0.0.0:8080", \
+        f"{service} would listen on {address}: set {address_variables(service)}"
     database_var = config_env_var(service, "MONGODB_DATABASE")
     assert env.get(database_var) == f"alongside_{service}"
 
@@ -453,6 +591,53 @@ def test_compose_service_waits_for_healthy_broker_and_database(compose, service)
     for dependency in ("rabbitmq", "mongo"):
         assert depends.get(dependency, {}).get("condition") == "service_healthy"
         assert compose["services"][dependency].get("healthcheck", {}).get("test")
+
+
+def test_compose_gateway_waits_for_referrals(compose):
+    if "gateway" not in SERVICES:
+        pytest.skip("no services/gateway")
+    depends = compose["services"]["gateway"].get("depends_on") or {}
+    assert depends.get("referrals", {}).get("condition") == "service_healthy"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_requires_the_service_secrets_from_the_environment(
+        compose, service):
+    env = environment(compose["services"][service])
+    for var in secret_vars(service):
+        assert required_reference(env.get(var, ""), var), \
+            f"{service}: {var} must be ${{{var}:?message}}, not {env.get(var)!r}"
+
+
+def walk(node, path=()):
+    """(path, key, value) for every mapping entry and list item in a
+    parsed YAML document; key is None for list items."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield path, key, value
+            yield from walk(value, path + (key,))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield path, None, value
+            yield from walk(value, path + (index,))
+
+
+def all_secret_vars():
+    return sorted({var for service in SERVICES for var in secret_vars(service)})
+
+
+def test_compose_commits_no_secret_value(compose):
+    """Anywhere in the file (anchors, other services), a secret is only ever
+    a required reference to the environment, and no env_file brings one."""
+    for path, key, value in walk(compose):
+        assert key != "env_file", f"{path}: env_file"
+        for var in all_secret_vars():
+            if key == var:
+                assert isinstance(value, str) and required_reference(value, var), \
+                    f"{'.'.join(map(str, path))}: {var} = {value!r}"
+            if isinstance(value, str) and value.startswith(f"{var}="):
+                assert required_reference(value.partition("=")[2], var), \
+                    f"{'.'.join(map(str, path))}: {value!r}"
 
 
 def test_compose_mongo_is_a_replica_set_that_initiates_itself(compose):
@@ -673,7 +858,7 @@ def k8s_documents():
     documents = []
     for path in sorted((ROOT / "k8s").rglob("*.y*ml")):
         with open(path) as stream:
-            for document in yaml.safe_load_all(stream):
+            for document in yaml.load_all(stream, Loader=PlainLoader):
                 if document is not None:
                     documents.append((path.relative_to(ROOT), document))
     return documents
@@ -759,24 +944,46 @@ def test_deployment_runs_the_service(deployment):
 def test_deployment_reads_credentials_from_the_secret(deployment):
     service, manifest = deployment
     env = {item["name"]: item for item in container_of(manifest).get("env") or []}
-    for key in SECRET_KEYS:
+    for key in (*SECRET_KEYS, *secret_vars(service)):
         assert key in env, f"{service}: {key} is not set"
-        reference = env[key].get("valueFrom", {}).get("secretKeyRef")
+        assert "value" not in env[key], f"{service}: {key} has a committed value"
+        reference = dict(env[key].get("valueFrom", {}).get("secretKeyRef") or {})
+        optional = reference.pop("optional", False)
         assert reference == {"name": SECRET_NAME, "key": key}, \
             f"{service}: {key} must come from the Secret {SECRET_NAME}"
+        assert not optional or key in BOOTSTRAP_SECRETS, \
+            f"{service}: {key} is needed at every start, it cannot be optional"
     for source in container_of(manifest).get("envFrom") or []:
         assert "secretRef" not in source or \
             source["secretRef"]["name"] == SECRET_NAME
     config_maps = base_documents("ConfigMap")
     for config_map in config_maps.values():
-        assert not set(SECRET_KEYS) & set(config_map.get("data") or {})
+        assert not {*SECRET_KEYS, *secret_vars(service)} & \
+            set(config_map.get("data") or {})
+
+
+def test_k8s_commits_no_secret_value():
+    """Anywhere under k8s/ (overlays and patches too), a secret is only ever
+    named with a secretKeyRef: never a ConfigMap entry, an env value or a
+    generator literal."""
+    secrets = {*SECRET_KEYS, *all_secret_vars()}
+    for file, document in k8s_documents():
+        for path, key, value in walk(document):
+            where = f"{file}: {'.'.join(map(str, path))}"
+            assert key not in secrets, f"{where}: {key} has a value"
+            if isinstance(value, dict) and value.get("name") in secrets:
+                assert "value" not in value, f"{where}: {value['name']} has a value"
+            if isinstance(value, str):
+                assert not value.startswith(tuple(f"{s}=" for s in secrets)), \
+                    f"{where}: {value.partition('=')[0]} has a value"
 
 
 def test_deployment_probes_reach_the_service_port(deployment):
     service, manifest = deployment
     container = container_of(manifest)
     ports = {p.get("name"): p["containerPort"] for p in container["ports"]}
-    address = container_env(manifest)[config_env_var(service, "WEB_SERVER_ADDRESS")]
+    env = {k: v for k, v in container_env(manifest).items() if isinstance(v, str)}
+    address = http_address(service, env)
     host, _, port = address.rpartition(":")
     assert host == "0.0.0.0" and int(port) in ports.values()
     for probe, path in (("readinessProbe", "/health/ready"),
@@ -786,6 +993,15 @@ def test_deployment_probes_reach_the_service_port(deployment):
         assert get["path"] == path
         target = ports.get(get["port"], get["port"])
         assert target == int(port), f"{service}: {probe} misses the HTTP port"
+
+
+def test_deployment_gets_no_service_link_variables(deployment):
+    """With service links, Kubernetes puts <NAME>_PORT=tcp://<ip>:<port> (and
+    more) in a pod for every Service of the namespace: for the Service
+    gateway, GATEWAY_PORT, the very variable the gateway reads its port from.
+    The services find each other over AMQP and need none of them."""
+    service, manifest = deployment
+    assert manifest["spec"]["template"]["spec"].get("enableServiceLinks") is False
 
 
 def test_deployment_has_resource_requests_and_limits(deployment):
@@ -855,8 +1071,8 @@ def test_overlays_differ_in_replicas():
 def test_k8s_readme_says_how_to_create_the_secret():
     text = (ROOT / "k8s/README.md").read_text()
     assert SECRET_NAME in text
-    for key in SECRET_KEYS:
-        assert key in text
+    for key in (*SECRET_KEYS, *all_secret_vars()):
+        assert f"`{key}`" in text, f"k8s/README.md does not document {key}"
 
 
 def kustomize_command():
