@@ -9,6 +9,7 @@ import hmac
 import secrets
 
 import jwt
+from eventlet import tpool
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -21,13 +22,16 @@ ALGORITHM = "HS256"
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
+# argon2 takes tens of milliseconds of CPU on purpose: in a real thread
+# (tpool), so the other requests' greenthreads go on meanwhile.
+
 def hash_password(password):
-    return _hasher.hash(password)
+    return tpool.execute(_hasher.hash, password)
 
 
 def password_matches(password_hash, password):
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password)
+        return tpool.execute(_hasher.verify, password_hash or _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
         return False
 
