@@ -166,7 +166,7 @@ def services():
         if not (os.path.isfile(source) and os.path.isfile(os.path.join(folder, "config.yaml"))):
             continue
         with open(source) as handle:
-            match = re.search(r"^class (\w+)\(ServiceBase\)", handle.read(), re.M)
+            match = re.search(r"^class (\w+)\([^)]*\bServiceBase\)", handle.read(), re.M)
         if match:
             address = load_service_config(name)["WEB_SERVER_ADDRESS"]
             found.append((name, match.group(1), address))

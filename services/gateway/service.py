@@ -1,152 +1,31 @@
-"""The gateway: the one door to Alongside. Entrypoints only; each is
-declared with :func:`services.gateway.api.endpoint`."""
+"""The gateway: the one door to Alongside. Entrypoints only: the endpoints
+live in ``endpoints/`` by area, each declared with
+:func:`services.gateway.api.endpoint`; this class gives them their
+dependencies and serves the description of the API."""
 import json
-import uuid
-from datetime import datetime, timezone
 
 from nameko.rpc import RpcProxy
 from nameko.web.handlers import http
 from werkzeug.wrappers import Response
 
-from services.gateway import credentials, domain, store
-from services.gateway.api import Gateway, endpoint
+from services.gateway import store
+from services.gateway.api import Gateway
+from services.gateway.endpoints.identity import IdentityEndpoints
+from services.gateway.endpoints.referrals import ReferralEndpoints
 from services.gateway.openapi import build_spec, docs_page
-from services.gateway.schemas import (ApiKeySchema, AuditEntrySchema,
-                                      AuditQuerySchema, CreatedApiKeySchema,
-                                      MeSchema, NewApiKeySchema, NewSiteSchema,
-                                      NewUserSchema, SiteSchema,
-                                      TokenRequestSchema, TokenSchema,
-                                      UserSchema)
-from services.referrals.schemas import NewReferralSchema, ReferralSchema
-from shared.errors import (PROBLEM_CONTENT_TYPE, NotFound, Unauthorized,
-                           ValidationFailed)
+from shared.errors import PROBLEM_CONTENT_TYPE
 from shared.service_base import ServiceBase
 from shared.storage import Database
 
 API_VERSION = "1.0.0"
 
 
-def now():
-    return datetime.now(timezone.utc)
-
-
-class GatewayService(ServiceBase):
+class GatewayService(IdentityEndpoints, ReferralEndpoints, ServiceBase):
     name = "gateway"
 
     db = Database(prepare=store.ensure_indexes)
     gateway = Gateway()
     referrals = RpcProxy("referrals")
-
-    # -- identity ---------------------------------------------------------
-
-    @endpoint("POST", "/api/v1/auth/token", summary="Log in with email and password",
-              public=True, body=TokenRequestSchema, response=TokenSchema,
-              rate_limit="login", errors=(401, 429))
-    def login(self, call):
-        user = store.Users(self.db).by_email(call.body["email"])
-        matches = credentials.password_matches(
-            user["password_hash"] if user else None, call.body["password"])
-        if not matches or user.get("disabled"):
-            raise Unauthorized("Wrong email or password.")
-        return self.gateway.issue_token(user)
-
-    @endpoint("GET", "/api/v1/me", summary="Who the credentials belong to",
-              permission="me:read", response=MeSchema)
-    def me(self, call):
-        return vars(call.principal)
-
-    @endpoint("POST", "/api/v1/sites", summary="Create a site", status=201,
-              permission="sites:create", body=NewSiteSchema, response=SiteSchema,
-              errors=(409,))
-    def create_site(self, call):
-        return store.Sites(self.db).add(dict(call.body, _id=str(uuid.uuid4()),
-                                             created_at=now()))
-
-    @endpoint("GET", "/api/v1/sites", summary="Sites the caller can see",
-              permission="sites:read", response=SiteSchema, many=True)
-    def list_sites(self, call):
-        sites = store.Sites(self.db).all()
-        if call.principal.is_national:
-            return sites
-        return [site for site in sites if site["_id"] == call.principal.site_id]
-
-    @endpoint("GET", "/api/v1/sites/<id>", summary="One site",
-              permission="sites:read", response=SiteSchema, errors=(404,))
-    def get_site(self, call, id):
-        site = store.Sites(self.db).get(domain.visible_site(call.principal, id))
-        if site is None:
-            raise NotFound(f"No site {id}.")
-        return site
-
-    @endpoint("POST", "/api/v1/users", summary="Create a user with a role",
-              status=201, permission="users:create", body=NewUserSchema,
-              response=UserSchema, audit=("user.create", "user"), errors=(404, 409))
-    def create_user(self, call):
-        site_id = domain.site_for_new_account(
-            call.principal, call.body["role"], call.body["site_id"])
-        self._require_site(site_id)
-        return store.Users(self.db).add({
-            "_id": str(uuid.uuid4()), "email": call.body["email"].lower(),
-            "name": call.body["name"], "role": call.body["role"],
-            "site_id": site_id, "created_at": now(),
-            "password_hash": credentials.hash_password(call.body["password"])})
-
-    @endpoint("GET", "/api/v1/users", summary="Users of the caller's site (all, nationally)",
-              permission="users:read", response=UserSchema, many=True,
-              audit=("user.list", "user"))
-    def list_users(self, call):
-        return store.Users(self.db).list(call.principal.site_id)
-
-    @endpoint("POST", "/api/v1/api-keys", summary="Create an API key (shown once)",
-              status=201, permission="api_keys:manage", body=NewApiKeySchema,
-              response=CreatedApiKeySchema, errors=(404,))
-    def create_api_key(self, call):
-        site_id = domain.site_for_new_account(
-            call.principal, call.body["role"], call.body["site_id"])
-        self._require_site(site_id)
-        key_id, secret = uuid.uuid4().hex[:16], credentials.new_api_key_secret()
-        key = store.ApiKeys(self.db).add({
-            "_id": key_id, "name": call.body["name"], "role": call.body["role"],
-            "site_id": site_id, "created_at": now(), "revoked_at": None,
-            "created_by": call.principal.id,
-            "secret_hash": credentials.hash_secret(secret)})
-        return dict(key, key=domain.format_api_key(key_id, secret))
-
-    @endpoint("GET", "/api/v1/api-keys", summary="API keys (never their secrets)",
-              permission="api_keys:manage", response=ApiKeySchema, many=True)
-    def list_api_keys(self, call):
-        return store.ApiKeys(self.db).list(call.principal.site_id)
-
-    @endpoint("DELETE", "/api/v1/api-keys/<id>", summary="Revoke an API key",
-              status=204, permission="api_keys:manage", errors=(404,))
-    def revoke_api_key(self, call, id):
-        if store.ApiKeys(self.db).revoke(id, call.principal.site_id, now()) is None:
-            raise NotFound(f"No active API key {id}.")
-
-    @endpoint("GET", "/api/v1/audit", summary="The audit log, newest first",
-              permission="audit:read", query=AuditQuerySchema,
-              response=AuditEntrySchema, many=True)
-    def read_audit(self, call):
-        limit, action = call.query["limit"], call.query["action"]
-        if call.principal.is_national:
-            return store.AuditLog(self.db).recent(limit, action)
-        return store.SiteAuditLog(self.db, call.principal.site_id).recent(limit, action)
-
-    # -- referrals (forwarded to the referrals service) --------------------
-
-    @endpoint("POST", "/api/v1/referrals", summary="Refer a parent", status=201,
-              permission="referrals:create", body=NewReferralSchema,
-              response=ReferralSchema, forwarded=True,
-              audit=("referral.create", "referral"))
-    def create_referral(self, call):
-        return self.referrals.create_referral(
-            domain.site_scope(call.principal), NewReferralSchema().dump(call.body))
-
-    @endpoint("GET", "/api/v1/referrals/<id>", summary="One referral",
-              permission="referrals:read", response=ReferralSchema, forwarded=True,
-              audit=("referral.read", "referral"), errors=(404,))
-    def get_referral(self, call, id):
-        return self.referrals.get_referral(domain.site_scope(call.principal), id)
 
     # -- the API described ---------------------------------------------------
 
@@ -165,9 +44,3 @@ class GatewayService(ServiceBase):
         problem = {"type": "urn:alongside:problem:not_found", "title": "Not found",
                    "status": 404, "detail": f"No endpoint {request.path}."}
         return Response(json.dumps(problem), status=404, mimetype=PROBLEM_CONTENT_TYPE)
-
-    def _require_site(self, site_id):
-        if site_id is not None and store.Sites(self.db).get(site_id) is None:
-            raise ValidationFailed("No such site.", {"site_id": [f"no site {site_id}"]})
-
-

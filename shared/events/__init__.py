@@ -9,3 +9,4 @@ from shared.events.envelope import (  # noqa: F401
     Envelope, load_event, new_event, exchange_name_for, routing_key_for,
 )
 from shared.events.catalogue import CATALOGUE, EventType, event_type  # noqa: F401
+from shared.events import types  # noqa: F401,E402  (registers every event type)

@@ -1,4 +1,7 @@
-"""One marshmallow schema per event type and version.
+"""The event catalogue: one marshmallow schema per event type and version.
+
+The schemas live in ``shared/events/types/<owning service>.py`` and
+register here with :func:`event_type`; ``shared.events`` imports them all.
 
 Data minimisation: events carry ids and the facts other services need
 (source, language, area, due month), never names, contact details,
@@ -7,7 +10,7 @@ consumers never copy it.
 """
 from dataclasses import dataclass
 
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import RAISE, Schema
 
 CATALOGUE = {}
 
@@ -51,19 +54,3 @@ REFERRAL_SOURCES = (
 POSTCODE_DISTRICT = r"^[A-Z]{1,2}[0-9][A-Z0-9]?$"
 LANGUAGE_TAG = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"   # BCP 47, e.g. en, pl, pa-IN
 MONTH = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
-
-
-@event_type("referral.received", 1, "referrals",
-            "A parent was referred (or referred themselves) to a site.")
-class ReferralReceivedV1(EventData):
-    referral_id = fields.String(required=True)
-    source = fields.String(required=True,
-                           validate=validate.OneOf(REFERRAL_SOURCES))
-    preferred_language = fields.String(
-        required=True, validate=validate.Regexp(LANGUAGE_TAG))
-    area = fields.String(required=True,
-                         validate=validate.Regexp(POSTCODE_DISTRICT),
-                         metadata={"description": "postcode district"})
-    due_month = fields.String(load_default=None, allow_none=True,
-                              validate=validate.Regexp(MONTH))
-    received_at = fields.String(required=True)
