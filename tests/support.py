@@ -1,11 +1,13 @@
 """Helpers for tests that run services on the real broker and datastore."""
 import json
+import secrets
 import time
 import urllib.error
 import urllib.request
 import uuid
 from datetime import datetime, timezone
 
+import requests
 from kombu import Connection, Producer, Queue
 
 from shared.events import new_event
@@ -92,3 +94,46 @@ class Broker:
 
     def close(self):
         self.connection.release()
+
+
+# -- the gateway, through real HTTP ------------------------------------------
+
+ADMIN = ("admin@alongside.test", "correct horse battery staple")
+REFERRAL = {"source": "midwife", "postcode": "CM1 2AB", "due_date": "2027-03-01"}
+
+
+def gateway_settings(**overrides):
+    settings = {"JWT_SECRET": secrets.token_urlsafe(48), "TOKEN_TTL_SECONDS": 300,
+                "ADMIN_EMAIL": ADMIN[0], "ADMIN_PASSWORD": ADMIN[1],
+                "TRUSTED_PROXY_HOPS": 0,
+                "RATE_LIMITS": {"login": {"LIMIT": 50, "WINDOW_SECONDS": 60}}}
+    settings.update(overrides)
+    return settings
+
+
+class Api:
+    def __init__(self, address):
+        self.base = f"http://{address}"
+
+    def call(self, method, path, token=None, key=None, **kwargs):
+        headers = kwargs.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if key:
+            headers["X-API-Key"] = key
+        return requests.request(method, self.base + path, headers=headers,
+                                timeout=10, **kwargs)
+
+    def login(self, email, password):
+        answer = self.call("POST", "/api/v1/auth/token",
+                           json={"email": email, "password": password})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["access_token"]
+
+
+def assert_problem(answer, status):
+    assert answer.status_code == status, answer.text
+    assert answer.headers["Content-Type"].startswith("application/problem+json")
+    problem = answer.json()
+    assert problem["status"] == status and problem["title"] and "Traceback" not in answer.text
+    return problem

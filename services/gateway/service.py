@@ -11,7 +11,9 @@ from werkzeug.wrappers import Response
 from services.gateway import store
 from services.gateway.api import Gateway
 from services.gateway.endpoints.identity import IdentityEndpoints
+from services.gateway.endpoints.matching import MatchingEndpoints
 from services.gateway.endpoints.referrals import ReferralEndpoints
+from services.gateway.endpoints.training import TrainingEndpoints
 from services.gateway.openapi import build_spec, docs_page
 from shared.errors import PROBLEM_CONTENT_TYPE
 from shared.service_base import ServiceBase
@@ -20,12 +22,15 @@ from shared.storage import Database
 API_VERSION = "1.0.0"
 
 
-class GatewayService(IdentityEndpoints, ReferralEndpoints, ServiceBase):
+class GatewayService(IdentityEndpoints, ReferralEndpoints, TrainingEndpoints,
+                     MatchingEndpoints, ServiceBase):
     name = "gateway"
 
     db = Database(prepare=store.ensure_indexes)
     gateway = Gateway()
     referrals = RpcProxy("referrals")
+    training = RpcProxy("training")
+    matching = RpcProxy("matching")
 
     # -- the API described ---------------------------------------------------
 

@@ -1,89 +1,14 @@
 """The gateway through real HTTP, with the referrals service behind it on
 the real broker and datastore: identity, roles, site isolation, API keys,
 audit, rate limits, problem+json and the OpenAPI document."""
-import secrets
 import time
 
 import pytest
-import requests
 from openapi_spec_validator import validate
 
 from services.gateway.service import GatewayService
 from services.referrals.service import ReferralsService
-
-ADMIN = ("admin@alongside.test", "correct horse battery staple")
-REFERRAL = {"source": "midwife", "postcode": "CM1 2AB", "due_date": "2027-03-01"}
-
-
-def gateway_settings(**overrides):
-    settings = {"JWT_SECRET": secrets.token_urlsafe(48), "TOKEN_TTL_SECONDS": 300,
-                "ADMIN_EMAIL": ADMIN[0], "ADMIN_PASSWORD": ADMIN[1],
-                "TRUSTED_PROXY_HOPS": 0,
-                "RATE_LIMITS": {"login": {"LIMIT": 50, "WINDOW_SECONDS": 60}}}
-    settings.update(overrides)
-    return settings
-
-
-class Api:
-    def __init__(self, address):
-        self.base = f"http://{address}"
-
-    def call(self, method, path, token=None, key=None, **kwargs):
-        headers = kwargs.pop("headers", {})
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        if key:
-            headers["X-API-Key"] = key
-        return requests.request(method, self.base + path, headers=headers,
-                                timeout=10, **kwargs)
-
-    def login(self, email, password):
-        answer = self.call("POST", "/api/v1/auth/token",
-                           json={"email": email, "password": password})
-        assert answer.status_code == 200, answer.text
-        return answer.json()["access_token"]
-
-
-@pytest.fixture
-def start_gateway(start_service):
-    def start(**settings):
-        container, config = start_service(GatewayService,
-                                          GATEWAY=gateway_settings(**settings))
-        return Api(config["WEB_SERVER_ADDRESS"]), container
-    return start
-
-
-@pytest.fixture
-def world(start_service, start_gateway):
-    """Two sites, a coordinator of each, and a national admin."""
-    start_service(ReferralsService)
-    api, _ = start_gateway()
-    admin = api.login(*ADMIN)
-    sites = {}
-    for code, districts in (("essex", ["CM1", "cm2"]), ("derby", ["DE22"])):
-        answer = api.call("POST", "/api/v1/sites", admin, json={
-            "name": code.title(), "code": code, "catchment": districts,
-            "languages": ["en", "pl"]})
-        assert answer.status_code == 201, answer.text
-        sites[code] = answer.json()["id"]
-    coordinators = {}
-    for code, site_id in sites.items():
-        email = f"coord@{code}.test"
-        answer = api.call("POST", "/api/v1/users", admin, json={
-            "email": email, "name": f"{code} coordinator", "password": "a long enough pw",
-            "role": "site_coordinator", "site_id": site_id})
-        assert answer.status_code == 201, answer.text
-        coordinators[code] = api.login(email, "a long enough pw")
-    return api, admin, sites, coordinators
-
-
-def assert_problem(answer, status):
-    assert answer.status_code == status, answer.text
-    assert answer.headers["Content-Type"].startswith("application/problem+json")
-    problem = answer.json()
-    assert problem["status"] == status and problem["title"] and "Traceback" not in answer.text
-    return problem
-
+from tests.support import ADMIN, REFERRAL, assert_problem, gateway_settings
 
 def test_login_wrong_password_and_malformed_requests(start_gateway):
     api, _ = start_gateway()

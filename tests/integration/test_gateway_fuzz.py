@@ -9,7 +9,7 @@ import pytest
 
 from services.gateway.service import GatewayService
 from services.referrals.service import ReferralsService
-from tests.integration.test_gateway import ADMIN, Api, gateway_settings
+from tests.support import ADMIN, Api, gateway_settings
 
 pytestmark = pytest.mark.slow   # about a minute: runs with make test, apart with make test-slow
 

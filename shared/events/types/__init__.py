@@ -1,2 +1,2 @@
 """Event data schemas, one module per owning service."""
-from shared.events.types import referrals  # noqa: F401
+from shared.events.types import matching, referrals, training  # noqa: F401

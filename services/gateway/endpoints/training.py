@@ -1,0 +1,5 @@
+"""Volunteers' training records and eligibility, forwarded to `training`."""
+
+
+class TrainingEndpoints:
+    pass

@@ -1,0 +1,1 @@
+"""Events the matching service raises."""

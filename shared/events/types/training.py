@@ -1,0 +1,1 @@
+"""Events the training service raises."""
