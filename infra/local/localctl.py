@@ -182,25 +182,31 @@ def ready(address):
 
 
 def local_secrets():
-    """This machine's gateway secrets: made once, kept in .local/secrets.env
+    """This machine's secrets: made once, kept in .local/secrets.env
     (git-ignored, readable by you only); the environment wins over them."""
     import secrets
-    if not os.path.exists(SECRETS):
-        os.makedirs(LOCAL, exist_ok=True)
-        values = {"GATEWAY_JWT_SECRET": secrets.token_urlsafe(48),
-                  "ALONGSIDE_ADMIN_EMAIL": "admin@alongside.local",
-                  "ALONGSIDE_ADMIN_PASSWORD": secrets.token_urlsafe(18)}
-        descriptor = os.open(SECRETS, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write("# Made by make run for this machine only. Never commit.\n")
-            handle.writelines(f"{k}={v}\n" for k, v in values.items())
-        say(f"made local secrets in {SECRETS} (the national admin's login is there)")
+    wanted = {"GATEWAY_JWT_SECRET": lambda: secrets.token_urlsafe(48),
+              "ALONGSIDE_MASTER_KEY": lambda: secrets.token_urlsafe(48),
+              "ALONGSIDE_ADMIN_EMAIL": lambda: "admin@alongside.local",
+              "ALONGSIDE_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(18)}
     values = {}
-    with open(SECRETS) as handle:
-        for line in handle:
-            if "=" in line and not line.startswith("#"):
-                key, _, value = line.strip().partition("=")
-                values[key] = value
+    if os.path.exists(SECRETS):
+        with open(SECRETS) as handle:
+            for line in handle:
+                if "=" in line and not line.startswith("#"):
+                    key, _, value = line.strip().partition("=")
+                    values[key] = value
+    missing = {k: make() for k, make in wanted.items() if k not in values}
+    if missing:
+        os.makedirs(LOCAL, exist_ok=True)
+        fresh = not os.path.exists(SECRETS)
+        descriptor = os.open(SECRETS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(descriptor, "a") as handle:
+            if fresh:
+                handle.write("# Made by make run for this machine only. Never commit.\n")
+            handle.writelines(f"{k}={v}\n" for k, v in missing.items())
+        values.update(missing)
+        say(f"added {', '.join(missing)} to {SECRETS}")
     values.update({k: os.environ[k] for k in values if k in os.environ})
     return values
 
