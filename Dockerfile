@@ -89,7 +89,8 @@ class="${SERVICE_CLASS:-${first}${rest}Service}"
 # whose defaults suit a laptop (loopback, a port per service); in a container
 # it is every interface and HTTP_PORT (8080) unless set. A config reads its
 # address in one of two ways: ${<SERVICE>_HTTP_ADDRESS:host:port} (referrals,
-# reporting) or ${<SERVICE>_HOST:host}:${<SERVICE>_PORT:port} (gateway). Both
+# reporting, training, matching) or ${<SERVICE>_HOST:host}:${<SERVICE>_PORT:port}
+# (gateway). Both
 # get the container default, whichever the service reads: one rule, no list
 # of services; a variable a config does not read is ignored. The image's
 # HEALTHCHECK applies the same defaults (it does not see these exports).

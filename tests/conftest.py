@@ -3,7 +3,8 @@ import pytest
 
 from services.gateway.service import GatewayService
 from services.referrals.service import ReferralsService
-from tests.support import ADMIN, Api, Broker, gateway_settings
+from tests.support import (ADMIN, Api, Broker, encryption_settings,
+                           gateway_settings)
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def start_gateway(start_service):
 @pytest.fixture
 def world(start_service, start_gateway):
     """Two sites, a coordinator of each, and a national admin."""
-    start_service(ReferralsService)
+    start_service(ReferralsService, ENCRYPTION=encryption_settings())
     api, _ = start_gateway()
     admin = api.login(*ADMIN)
     sites = {}

@@ -99,7 +99,19 @@ class Broker:
 # -- the gateway, through real HTTP ------------------------------------------
 
 ADMIN = ("admin@alongside.test", "correct horse battery staple")
-REFERRAL = {"source": "midwife", "postcode": "CM1 2AB", "due_date": "2027-03-01"}
+# A complete referral form (the referrals service's NewReferralSchema).
+REFERRAL = {"source": "midwife", "referrer_name": "Sam Midwife",
+            "referrer_contact": "sam.midwife@nhs.test",
+            "name": "Alex Parent", "date_of_birth": "1995-04-12",
+            "phone": "07700 900123", "email": "alex@example.test",
+            "postcode": "CM1 2AB", "preferred_language": "en",
+            "interpreter_needed": False, "due_date": "2027-03-01",
+            "first_time_parent": True, "partner_included": False,
+            "needs": ["isolation"], "preferred_support": ["home_visit"],
+            "reason": "Feels alone since moving to the area.",
+            "consent_to_contact": True, "consent_to_share": True,
+            "consent_obtained_at": "2026-11-01T10:00:00+00:00",
+            "consent_obtained_how": "verbal"}
 
 
 def gateway_settings(**overrides):
@@ -137,3 +149,21 @@ def assert_problem(answer, status):
     problem = answer.json()
     assert problem["status"] == status and problem["title"] and "Traceback" not in answer.text
     return problem
+
+
+# -- the referrals service ------------------------------------------------------
+
+MASTER_KEY = "test master key: at least 32 characters long, not secret"
+# What the gateway passes about a site when it forwards an intake.
+SITE_RULES = {"catchment": ["CM1", "CM2", "DE22"], "child_age_limit_months": 12}
+
+
+def encryption_settings(master_key=MASTER_KEY):
+    """``start_service(ReferralsService, ENCRYPTION=encryption_settings())``."""
+    return {"MASTER_KEY": master_key}
+
+
+def referral_form(**changes):
+    """A complete referral form with some fields changed (None removes one)."""
+    form = dict(REFERRAL, **changes)
+    return {k: v for k, v in form.items() if v is not None}

@@ -37,7 +37,10 @@ PERMISSIONS = {
     "referrals:create": {SITE_COORDINATOR, REFERRER},
     # National roles see anonymised aggregates, not parents.
     "referrals:read": {SITE_COORDINATOR},
+    "referrals:triage": {SITE_COORDINATOR},   # triage and safeguarding concerns
     "audit:read": {NATIONAL_ADMIN, SITE_COORDINATOR},
+    "training:manage": {NATIONAL_ADMIN, SITE_COORDINATOR},   # volunteers need a site; policy: admin too
+    "matching:manage": {SITE_COORDINATOR},   # profiles, weights, suggestions, matches, plans
     "me:read": set(ROLES),
 }
 

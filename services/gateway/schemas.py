@@ -24,6 +24,10 @@ class NewSiteSchema(Strict):
         fields.String(validate=validate.Regexp(
             LANGUAGE_TAG, error="Must be a language tag, e.g. 'en'.")),
         load_default=lambda: ["en"], validate=validate.Length(min=1))
+    child_age_limit_months = fields.Integer(
+        load_default=12, validate=validate.Range(min=1, max=60),
+        metadata={"description": "a baby this old (in months) or older is "
+                                 "outside the site's eligibility"})
 
     @pre_load
     def _upper_case_districts(self, data, **kwargs):
@@ -47,6 +51,7 @@ class SiteSchema(Schema):
     code = fields.String()
     catchment = fields.List(fields.String())
     languages = fields.List(fields.String())
+    child_age_limit_months = fields.Integer(dump_default=12)
     created_at = fields.DateTime()
 
 

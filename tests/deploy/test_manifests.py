@@ -593,11 +593,36 @@ def test_compose_service_waits_for_healthy_broker_and_database(compose, service)
         assert compose["services"][dependency].get("healthcheck", {}).get("test")
 
 
-def test_compose_gateway_waits_for_referrals(compose):
+def rpc_targets(service):
+    """The services a service calls: ``RpcProxy("<name>")`` (or
+    ServiceRpc / ClusterRpcProxy with a name) in services/<service>/*.py."""
+    targets = set()
+    for path in sorted((ROOT / "services" / service).glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call)
+                    and getattr(node.func, "id", getattr(node.func, "attr", None))
+                    in ("RpcProxy", "ServiceRpc")
+                    and node.args and isinstance(node.args[0], ast.Constant)):
+                targets.add(node.args[0].value)
+    return sorted(targets - {service})
+
+
+def test_the_gateway_calls_services_over_rpc():
+    """rpc_targets finds what it is meant to (the test below relies on it)."""
     if "gateway" not in SERVICES:
         pytest.skip("no services/gateway")
-    depends = compose["services"]["gateway"].get("depends_on") or {}
-    assert depends.get("referrals", {}).get("condition") == "service_healthy"
+    assert "referrals" in rpc_targets("gateway")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_service_waits_for_the_services_it_calls(compose, service):
+    """A caller started before the service it calls over RPC fails its first
+    requests; compose starts it once they are healthy."""
+    depends = compose["services"][service].get("depends_on") or {}
+    for target in rpc_targets(service):
+        assert target in SERVICES, f"{service} calls {target}, not a service"
+        assert depends.get(target, {}).get("condition") == "service_healthy", \
+            f"{service} calls {target} over RPC but does not wait for it"
 
 
 @pytest.mark.parametrize("service", SERVICES)

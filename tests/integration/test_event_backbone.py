@@ -7,20 +7,20 @@ from services.referrals.service import ReferralsService
 from services.reporting.service import ReportingService
 from shared.errors import ValidationFailed
 from shared.messaging import UNROUTED_QUEUE
-from tests.support import (http_get, metric_value, referral_received,
-                                        wait_until)
+from tests.support import (REFERRAL, SITE_RULES, encryption_settings, http_get,
+                           metric_value, referral_received, wait_until)
 
-REFERRAL = {"source": "midwife", "postcode": "cm1 2ab", "due_date": "2027-03-01"}
+REFERRAL = dict(REFERRAL, postcode="cm1 2ab")
 
 
 def test_referral_travels_from_rpc_through_outbox_to_reporting(
         start_service, rabbit_config, broker):
-    _, referrals_config = start_service(ReferralsService)
+    _, referrals_config = start_service(ReferralsService, ENCRYPTION=encryption_settings())
     reporting, _ = start_service(ReportingService)
     listener = broker.listen("referral.*")
 
     with ClusterRpcProxy(rabbit_config, context_data={"correlation_id": "corr-42"}) as cluster:
-        referral = cluster.referrals.create_referral("essex", REFERRAL)
+        referral = cluster.referrals.create_referral("essex", REFERRAL, SITE_RULES)
         counts = wait_until(lambda: cluster.reporting.referral_counts("essex"),
                             what="reporting to count the referral")
         archived = cluster.reporting.archived_events("essex")
@@ -43,14 +43,15 @@ def test_referral_travels_from_rpc_through_outbox_to_reporting(
 
 def test_bad_payload_is_refused_with_field_errors_and_nothing_stored(
         start_service, rabbit_config, broker):
-    container, _ = start_service(ReferralsService)
+    container, _ = start_service(ReferralsService, ENCRYPTION=encryption_settings())
     listener = broker.listen()
     with ClusterRpcProxy(rabbit_config) as cluster:
         with pytest.raises(ValidationFailed) as refused:
             cluster.referrals.create_referral(
-                "essex", {"source": "plumber", "postcode": "nowhere"})
+                "essex", dict(REFERRAL, source="plumber", postcode="nowhere"),
+                SITE_RULES)
         with pytest.raises(ValidationFailed):
-            cluster.referrals.create_referral("essex", "not an object")
+            cluster.referrals.create_referral("essex", "not an object", SITE_RULES)
     assert set(refused.value.errors) == {"source", "postcode"}
     database = next(d for d in container.dependencies if d.attr_name == "db").database
     assert database.referrals.count_documents({}) == 0
@@ -89,18 +90,18 @@ def test_invalid_event_goes_to_dead_letters_at_once_with_its_error(
 
 def test_an_event_no_queue_is_bound_to_is_caught_not_dropped(
         start_service, rabbit_config, broker):
-    start_service(ReferralsService)   # no reporting: nobody listens
+    start_service(ReferralsService, ENCRYPTION=encryption_settings())   # no reporting: nobody listens
     with ClusterRpcProxy(rabbit_config) as cluster:
-        referral = cluster.referrals.create_referral("essex", REFERRAL)
+        referral = cluster.referrals.create_referral("essex", REFERRAL, SITE_RULES)
     caught = broker.get(UNROUTED_QUEUE)
     assert caught["type"] == "referral.received"
     assert caught["subject"] == referral["id"]
 
 
 def test_health_and_metrics_endpoints(start_service, rabbit_config):
-    _, config = start_service(ReferralsService)
+    _, config = start_service(ReferralsService, ENCRYPTION=encryption_settings())
     with ClusterRpcProxy(rabbit_config) as cluster:
-        cluster.referrals.create_referral("essex", REFERRAL)
+        cluster.referrals.create_referral("essex", REFERRAL, SITE_RULES)
     assert http_get(config, "/health/live")[0] == 200
     status, body = http_get(config, "/health/ready")
     assert status == 200 and '"amqp": "ok"' in body and '"db": "ok"' in body
@@ -114,7 +115,7 @@ def test_health_and_metrics_endpoints(start_service, rabbit_config):
 
 
 def test_ready_is_503_when_the_broker_cannot_be_reached(start_service):
-    container, config = start_service(ReferralsService)
+    container, config = start_service(ReferralsService, ENCRYPTION=encryption_settings())
     good_uri = config["AMQP_URI"]
     container.config["AMQP_URI"] = "amqp://guest:guest@127.0.0.1:1//"
     try:

@@ -8,7 +8,8 @@ from openapi_spec_validator import validate
 
 from services.gateway.service import GatewayService
 from services.referrals.service import ReferralsService
-from tests.support import ADMIN, REFERRAL, assert_problem, gateway_settings
+from tests.support import (ADMIN, REFERRAL, assert_problem, encryption_settings,
+                           gateway_settings)
 
 def test_login_wrong_password_and_malformed_requests(start_gateway):
     api, _ = start_gateway()
@@ -101,7 +102,7 @@ def test_each_role_allowed_and_refused(world):
 def test_referral_bad_input_names_fields(world):
     api, _, _, coordinators = world
     problem = assert_problem(api.call("POST", "/api/v1/referrals", coordinators["essex"],
-                                      json={"source": "owl", "postcode": "??"}), 422)
+                                      json=dict(REFERRAL, source="owl", postcode="??")), 422)
     assert set(problem["errors"]) == {"source", "postcode"}
     assert_problem(api.call("POST", "/api/v1/referrals", coordinators["essex"],
                             json=["a list"]), 422)
@@ -219,7 +220,7 @@ def test_a_service_that_is_down_or_stuck_answers_503(start_service, start_gatewa
     # Never started: nobody serves referrals.
     assert_problem(api.call("POST", "/api/v1/referrals", coordinator, json=REFERRAL), 503)
     # Started, then killed: its queue stays and the call would wait for ever.
-    referrals, _ = start_service(ReferralsService)
+    referrals, _ = start_service(ReferralsService, ENCRYPTION=encryption_settings())
     assert api.call("POST", "/api/v1/referrals", coordinator, json=REFERRAL).status_code == 201
     referrals.kill()
     started = time.monotonic()

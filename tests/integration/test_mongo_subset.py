@@ -98,3 +98,25 @@ def test_conflicting_transactions_all_commit_after_backing_off(database):
         pool.spawn(run_in_transaction, database.client, bump)
     pool.waitall()
     assert database.counters.find_one({"_id": "hot"})["n"] == 40
+
+
+def test_conditional_increment_and_one_open_record_per_key(database):
+    """Matching: a place is taken only while ``active < capacity`` (one
+    atomic update), and a partial unique index allows one open match per
+    referral while closed ones pile up."""
+    profiles = database.profiles
+    profiles.insert_one({"_id": "v", "site_id": "s", "active": 0, "capacity": 2})
+    taken = [profiles.find_one_and_update(
+        {"_id": "v", "site_id": "s", "$expr": {"$lt": ["$active", "$capacity"]}},
+        {"$inc": {"active": 1}}, return_document=ReturnDocument.AFTER) for _ in range(3)]
+    assert [t and t["active"] for t in taken] == [1, 2, None]
+    matches = database.matches
+    matches.create_index([("site_id", 1), ("referral_id", 1)], unique=True,
+                         partialFilterExpression={"status": "open"})
+    matches.insert_one({"site_id": "s", "referral_id": "r", "status": "open"})
+    with pytest.raises(DuplicateKeyError):
+        matches.insert_one({"site_id": "s", "referral_id": "r", "status": "open"})
+    matches.update_one({"referral_id": "r"}, {"$set": {"status": "declined"}})
+    matches.insert_one({"site_id": "s", "referral_id": "r", "status": "declined"})
+    matches.insert_one({"site_id": "s", "referral_id": "r", "status": "open"})
+    assert matches.count_documents({"referral_id": "r"}) == 3
