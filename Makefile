@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PLATFORM := $(PY) infra/local/localctl.py
 PYTEST_FLAGS ?=
 
-.PHONY: help venv run up stop status test lint test-unit test-integration test-slow bench dead-letters replay-dead-letters clean
+.PHONY: help venv run up stop status test lint test-unit test-integration test-slow bench bench-matching dead-letters replay-dead-letters clean
 
 help:
 	@echo "make run      install, start RabbitMQ, the datastore and every service, show it working"
@@ -15,7 +15,7 @@ help:
 	@echo "make status   what is running where"
 	@echo "make test     install and run every test (unit, integration, faults)"
 	@echo "make test-unit | test-integration | test-slow   one suite"
-	@echo "make bench    event backbone benchmark"
+	@echo "make bench    event backbone benchmark; make bench-matching: suggestions and match plan"
 	@echo "make dead-letters SERVICE=reporting | make replay-dead-letters SERVICE=reporting [EVENT_IDS=...]"
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -60,6 +60,10 @@ bench: venv
 	$(PLATFORM) broker
 	$(PY) tests/benchmarks/bench_events.py
 	$(PY) tests/benchmarks/bench_events.py --rate 50 --events 500
+
+bench-matching: venv
+	$(PLATFORM) broker
+	$(PY) tests/benchmarks/bench_matching.py
 
 dead-letters: venv
 	$(PY) -m shared.deadletters list $(SERVICE)
