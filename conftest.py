@@ -36,6 +36,17 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
 
 
+def _die_with_parent():
+    """A test server ends with the test run, even one killed by a timeout
+    (Linux: PR_SET_PDEATHSIG), instead of lingering and eating CPU."""
+    import ctypes
+    import signal
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except OSError:
+        pass
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -50,7 +61,8 @@ def mongo_uri(tmp_path_factory):
     server = subprocess.Popen(
         [sys.executable, "-m", "secantus", "--host", "127.0.0.1",
          "--port", str(port), "--storage-path", str(storage / "data"),
-         "--sync-on-commit"], stdout=log, stderr=subprocess.STDOUT)
+         "--sync-on-commit"], stdout=log, stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent)
     uri = f"mongodb://127.0.0.1:{port}/?retryWrites=false&directConnection=true"
     deadline = time.monotonic() + 30
     while True:
@@ -64,7 +76,11 @@ def mongo_uri(tmp_path_factory):
             time.sleep(0.2)
     yield uri
     server.terminate()
-    server.wait(10)
+    try:
+        server.wait(15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
 
 
 @pytest.fixture(scope="session")
