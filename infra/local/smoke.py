@@ -13,6 +13,7 @@ eventlet.monkey_patch()
 import os  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from datetime import datetime, timedelta, timezone  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
@@ -35,6 +36,22 @@ def call(method, path, token=None, **kwargs):
     return answer
 
 
+def demo_referral():
+    """A made-up parent, due in four months."""
+    today = datetime.now(timezone.utc)
+    return {"source": "midwife", "referrer_name": "Demo Midwife",
+            "referrer_contact": "midwife@demo.alongside.local",
+            "name": "Demo Parent", "date_of_birth": "1996-05-20",
+            "phone": "07700 900001", "postcode": "SW1A 1AA",
+            "preferred_language": "en", "interpreter_needed": False,
+            "due_date": (today + timedelta(days=120)).date().isoformat(),
+            "first_time_parent": True, "partner_included": True,
+            "needs": ["isolation"], "preferred_support": ["home_visit"],
+            "reason": "Demo referral from make run.",
+            "consent_to_contact": True, "consent_to_share": True,
+            "consent_obtained_at": today.isoformat(), "consent_obtained_how": "verbal"}
+
+
 def login(email, password):
     return call("POST", "/auth/token", json={"email": email, "password": password}
                 ).json()["access_token"]
@@ -55,8 +72,7 @@ def main():
     with ClusterRpcProxy(amqp, timeout=15) as cluster:
         before = cluster.reporting.referral_counts(site["id"]).get("midwife", 0)
         started = time.monotonic()
-        referral = call("POST", "/referrals", coordinator, json={
-            "source": "midwife", "postcode": "SW1A 1AA", "due_date": "2027-04-01"}).json()
+        referral = call("POST", "/referrals", coordinator, json=demo_referral()).json()
         print(f"[alongside] POST /api/v1/referrals -> referral {referral['id']} "
               f"({referral['status']}) at site '{site['code']}'")
         while time.monotonic() - started < 15:
