@@ -61,12 +61,14 @@ from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 from pymongo import MongoClient, monitoring  # noqa: E402
 
 from services.referrals.domain import receive_referral  # noqa: E402
-from services.referrals.schemas import NewReferralSchema  # noqa: E402
+from services.referrals.schemas import NewReferralSchema, SiteRulesSchema  # noqa: E402
 from services.referrals.service import ReferralsService  # noqa: E402
 from services.referrals.store import ReferralStore  # noqa: E402
 from services.reporting.service import ReportingService  # noqa: E402
 from services.reporting.store import EVENT_ARCHIVE  # noqa: E402
 from shared.config import load_service_config  # noqa: E402
+from shared.crypto import FieldCipher  # noqa: E402
+from tests.support import MASTER_KEY, REFERRAL, SITE_RULES  # noqa: E402
 from shared.events.catalogue import REFERRAL_SOURCES  # noqa: E402
 from shared.events.envelope import utcnow  # noqa: E402
 from shared.inbox import Inbox  # noqa: E402
@@ -78,7 +80,8 @@ AMQP_HOST = "127.0.0.1:5672"
 MANAGEMENT = "http://127.0.0.1:15672/api"
 MANAGEMENT_AUTH = ("guest", "guest")
 SITE_ID = "bench-site"
-PAYLOAD = {"source": "midwife", "postcode": "SW1A 1AA"}
+# The referral form the tests use (a made-up parent, inside SITE_RULES' catchment).
+PAYLOAD = REFERRAL
 
 
 class BenchmarkFailed(Exception):
@@ -285,7 +288,8 @@ class AlongsideBench:
             name: load_service_config(
                 name, AMQP_URI=amqp_uri, MONGODB_URI=mongo_uri,
                 MONGODB_DATABASE=f"bench_{run_id}_{name}",
-                WEB_SERVER_ADDRESS=f"127.0.0.1:{free_port()}")
+                WEB_SERVER_ADDRESS=f"127.0.0.1:{free_port()}",
+                ENCRYPTION={"MASTER_KEY": MASTER_KEY})
             for name in ("referrals", "reporting")}
         self.containers = {}
         self.dispatched = {}   # referral id -> time before the write / call
@@ -355,14 +359,19 @@ class AlongsideBench:
             forms = [NewReferralSchema().load(p)  # as create_referral does
                      for p in payloads]
             store = ReferralStore(self.referrals_db, SITE_ID)
+            rules = SiteRulesSchema().load(SITE_RULES)
+            cipher = FieldCipher(MASTER_KEY)
 
             def send_one(i):
                 referral_id = str(uuid.uuid4())
                 ids.append(referral_id)
                 self.dispatched[referral_id] = time.time()
                 referral, events = receive_referral(
-                    SITE_ID, forms[i % len(forms)], referral_id=referral_id,
-                    now=utcnow())
+                    SITE_ID, forms[i % len(forms)], referral_id, utcnow(),
+                    site_rules=rules)
+                # As the service does: personal fields leave encrypted.
+                referral["personal"] = cipher.encrypt_fields(
+                    SITE_ID, referral["personal"], "referral.")
                 store.add(referral, events)
                 self.outbox.wake()  # what worker_teardown does after an RPC
             run_load(count, self.args.concurrency, self.args.rate, send_one)
@@ -382,7 +391,7 @@ class AlongsideBench:
                 try:
                     started = time.time()
                     result = cluster.referrals.create_referral(
-                        SITE_ID, payloads[i % len(payloads)])
+                        SITE_ID, payloads[i % len(payloads)], SITE_RULES)
                 finally:
                     free.put(cluster)
                 ids.append(result["id"])
@@ -455,8 +464,8 @@ def queue_depths(amqp_uri, names):
 
 def envelope_size():
     form = NewReferralSchema().load(PAYLOAD)
-    _, events = receive_referral(SITE_ID, form, referral_id=str(uuid.uuid4()),
-                                 now=utcnow())
+    _, events = receive_referral(SITE_ID, form, str(uuid.uuid4()), utcnow(),
+                                 site_rules=SiteRulesSchema().load(SITE_RULES))
     return len(json.dumps(events[0]))
 
 
