@@ -188,6 +188,7 @@ def test_profile_eligibility_suggestions_confirm_decline_end(matching, broker):
     assert len(audit) == 4 and {a["outcome"] for a in audit} == {201, 409}
 
 
+@pytest.mark.stress
 def test_capacity_holds_when_coordinators_confirm_at_once(matching, broker):
     api, _, sites, coordinators = matching
     essex, site = coordinators["essex"], sites["essex"]
