@@ -41,6 +41,16 @@ PERMISSIONS = {
     "audit:read": {NATIONAL_ADMIN, SITE_COORDINATOR},
     "training:manage": {NATIONAL_ADMIN, SITE_COORDINATOR},   # volunteers need a site; policy: admin too
     "matching:manage": {SITE_COORDINATOR},   # profiles, weights, suggestions, matches, plans
+    # A volunteer raises concerns about the parents matched to them.
+    "safeguarding:raise": {SITE_COORDINATOR, VOLUNTEER},
+    # A volunteer reaches only the journeys of their own matches.
+    "journeys:read": {SITE_COORDINATOR, VOLUNTEER},
+    "journeys:write": {SITE_COORDINATOR, VOLUNTEER},
+    "messaging:manage": {SITE_COORDINATOR},   # templates, preferences, delivery log
+    "webhooks:manage": {SITE_COORDINATOR, INTEGRATOR},
+    "integrations:subscribe": {INTEGRATOR},   # an AMQP queue of its own
+    "reports:read": {NATIONAL_ADMIN, SITE_COORDINATOR},   # national: aggregates only
+    "sites:update": {NATIONAL_ADMIN, SITE_COORDINATOR},   # a coordinator: their own
     "me:read": set(ROLES),
 }
 

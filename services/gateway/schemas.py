@@ -4,6 +4,7 @@ from marshmallow import RAISE, Schema, fields, post_load, pre_load, validate
 
 from services.gateway.domain import ROLES, SITE_CODE
 from shared.events.catalogue import LANGUAGE_TAG, POSTCODE_DISTRICT
+from shared.events.types.journeys import INSTRUMENTS
 
 
 class Strict(Schema):
@@ -28,6 +29,14 @@ class NewSiteSchema(Strict):
         load_default=12, validate=validate.Range(min=1, max=60),
         metadata={"description": "a baby this old (in months) or older is "
                                  "outside the site's eligibility"})
+    triage_target_days = fields.Integer(
+        load_default=5, validate=validate.Range(min=1, max=90),
+        metadata={"description": "a referral waiting longer than this for "
+                                 "triage is overdue (dashboards and alerts)"})
+    licensed_measures = fields.List(
+        fields.String(validate=validate.OneOf(INSTRUMENTS)), load_default=list,
+        metadata={"description": "outcome measures the site holds a licence "
+                                 "to use; only these are offered"})
 
     @pre_load
     def _upper_case_districts(self, data, **kwargs):
@@ -42,6 +51,25 @@ class NewSiteSchema(Strict):
     def _normalise(self, data, **kwargs):
         data["catchment"] = sorted(set(data["catchment"]))
         data["languages"] = sorted(set(data["languages"]))
+        data["licensed_measures"] = sorted(set(data["licensed_measures"]))
+        return data
+
+
+class SiteSettingsSchema(NewSiteSchema):
+    """A change to a site's settings: any of them but its code."""
+    class Meta:
+        unknown = RAISE
+        exclude = ("code",)
+
+    def __init__(self, **kwargs):
+        # Only the settings named change: no defaults filled in for the rest.
+        super().__init__(**dict(kwargs, partial=True))
+
+    @post_load
+    def _normalise(self, data, **kwargs):
+        for key in ("catchment", "languages", "licensed_measures"):
+            if key in data:
+                data[key] = sorted(set(data[key]))
         return data
 
 
@@ -52,7 +80,10 @@ class SiteSchema(Schema):
     catchment = fields.List(fields.String())
     languages = fields.List(fields.String())
     child_age_limit_months = fields.Integer(dump_default=12)
+    triage_target_days = fields.Integer(dump_default=5)
+    licensed_measures = fields.List(fields.String(), dump_default=list)
     created_at = fields.DateTime()
+    updated_at = fields.DateTime()
 
 
 class TokenRequestSchema(Strict):

@@ -11,8 +11,12 @@ from werkzeug.wrappers import Response
 from services.gateway import store
 from services.gateway.api import Gateway
 from services.gateway.endpoints.identity import IdentityEndpoints
+from services.gateway.endpoints.integrations import IntegrationEndpoints
+from services.gateway.endpoints.journeys import JourneyEndpoints
 from services.gateway.endpoints.matching import MatchingEndpoints
+from services.gateway.endpoints.messaging import MessagingEndpoints
 from services.gateway.endpoints.referrals import ReferralEndpoints
+from services.gateway.endpoints.reports import ReportEndpoints
 from services.gateway.endpoints.training import TrainingEndpoints
 from services.gateway.openapi import build_spec, docs_page
 from shared.errors import PROBLEM_CONTENT_TYPE
@@ -23,7 +27,8 @@ API_VERSION = "1.0.0"
 
 
 class GatewayService(IdentityEndpoints, ReferralEndpoints, TrainingEndpoints,
-                     MatchingEndpoints, ServiceBase):
+                     MatchingEndpoints, JourneyEndpoints, MessagingEndpoints,
+                     ReportEndpoints, IntegrationEndpoints, ServiceBase):
     name = "gateway"
 
     db = Database(prepare=store.ensure_indexes)
@@ -31,6 +36,9 @@ class GatewayService(IdentityEndpoints, ReferralEndpoints, TrainingEndpoints,
     referrals = RpcProxy("referrals")
     training = RpcProxy("training")
     matching = RpcProxy("matching")
+    journeys = RpcProxy("journeys")
+    messaging = RpcProxy("messaging")
+    reporting = RpcProxy("reporting")
 
     # -- the API described ---------------------------------------------------
 

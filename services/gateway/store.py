@@ -42,6 +42,10 @@ class Sites:
     def all(self):
         return list(self.collection.find().sort("code", 1))
 
+    def update(self, site_id, changes):
+        return self.collection.find_one_and_update(
+            {"_id": site_id}, {"$set": changes}, return_document=ReturnDocument.AFTER)
+
 
 class Users:
     def __init__(self, database):

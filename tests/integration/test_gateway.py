@@ -99,6 +99,28 @@ def test_each_role_allowed_and_refused(world):
     assert "site_id" in problem["errors"]
 
 
+def test_site_settings_change_by_its_coordinator_only(world):
+    api, admin, sites, coordinators = world
+    essex = sites["essex"]
+    site = api.call("GET", f"/api/v1/sites/{essex}", coordinators["essex"]).json()
+    assert site["triage_target_days"] == 5 and site["licensed_measures"] == []
+    answer = api.call("PATCH", f"/api/v1/sites/{essex}", coordinators["essex"], json={
+        "triage_target_days": 3, "licensed_measures": ["wemwbs", "epds", "wemwbs"]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["triage_target_days"] == 3
+    assert answer.json()["licensed_measures"] == ["epds", "wemwbs"]
+    assert answer.json()["catchment"] == ["CM1", "CM2"]   # untouched
+    # Another site's coordinator does not find it; bad values are named.
+    assert_problem(api.call("PATCH", f"/api/v1/sites/{essex}", coordinators["derby"],
+                            json={"triage_target_days": 2}), 404)
+    problem = assert_problem(api.call("PATCH", f"/api/v1/sites/{essex}", admin, json={
+        "triage_target_days": 0, "licensed_measures": ["gad7"], "code": "x"}), 422)
+    assert set(problem["errors"]) == {"triage_target_days", "licensed_measures", "code"}
+    assert_problem(api.call("PATCH", f"/api/v1/sites/{essex}", admin, json={}), 422)
+    site = api.call("GET", f"/api/v1/sites/{essex}", admin).json()
+    assert site["triage_target_days"] == 3   # nothing half-written by the refusals
+
+
 def test_referral_bad_input_names_fields(world):
     api, _, _, coordinators = world
     problem = assert_problem(api.call("POST", "/api/v1/referrals", coordinators["essex"],

@@ -7,7 +7,7 @@ from services.gateway.api import endpoint
 from services.gateway.schemas import (ApiKeySchema, AuditEntrySchema,
                                       AuditQuerySchema, CreatedApiKeySchema,
                                       MeSchema, NewApiKeySchema, NewSiteSchema,
-                                      NewUserSchema, SiteSchema,
+                                      NewUserSchema, SiteSchema, SiteSettingsSchema,
                                       TokenRequestSchema, TokenSchema,
                                       UserSchema)
 from shared.errors import NotFound, Unauthorized, ValidationFailed
@@ -53,6 +53,19 @@ class IdentityEndpoints:
               permission="sites:read", response=SiteSchema, errors=(404,))
     def get_site(self, call, id):
         site = store.Sites(self.db).get(domain.visible_site(call.principal, id))
+        if site is None:
+            raise NotFound(f"No site {id}.")
+        return site
+
+    @endpoint("PATCH", "/api/v1/sites/<id>", summary="Change a site's settings",
+              permission="sites:update", body=SiteSettingsSchema, response=SiteSchema,
+              audit=("site.update", "site"), errors=(404,))
+    def update_site(self, call, id):
+        site_id = domain.visible_site(call.principal, id)
+        if not call.body:
+            raise ValidationFailed("The request has invalid fields.",
+                                   {"_schema": ["name at least one setting to change"]})
+        site = store.Sites(self.db).update(site_id, dict(call.body, updated_at=now()))
         if site is None:
             raise NotFound(f"No site {id}.")
         return site

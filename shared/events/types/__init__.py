@@ -1,2 +1,3 @@
 """Event data schemas, one module per owning service."""
-from shared.events.types import matching, referrals, training  # noqa: F401
+from shared.events.types import (journeys, matching, messaging, referrals,  # noqa: F401
+                                 training)

@@ -23,6 +23,10 @@ class MatchConfirmedV1(EventData):
     match_id = fields.String(required=True)
     referral_id = fields.String(required=True)
     volunteer_id = fields.String(required=True)
+    volunteer_user_id = fields.String(
+        load_default=None, allow_none=True,
+        metadata={"description": "the volunteer's login, if they have one "
+                                 "(journeys lets them log their own contacts)"})
     score = fields.Float(required=True, validate=validate.Range(min=0, max=1),
                          metadata={"description": "weighted score, 0..1, when confirmed"})
     confirmed_at = fields.String(required=True)

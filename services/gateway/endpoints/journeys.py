@@ -1,0 +1,5 @@
+"""Journeys: contacts, goals and outcome measures, forwarded to the journeys service."""
+
+
+class JourneyEndpoints:
+    pass
