@@ -248,3 +248,15 @@ def test_a_service_that_is_down_or_stuck_answers_503(start_service, start_gatewa
     started = time.monotonic()
     assert_problem(api.call("POST", "/api/v1/referrals", coordinator, json=REFERRAL), 503)
     assert time.monotonic() - started < 10
+
+
+def test_other_services_learn_a_sites_coordinators_and_settings_by_rpc(world, rabbit_config):
+    from nameko.standalone.rpc import ServiceRpcProxy
+    api, admin, sites, coordinators = world
+    with ServiceRpcProxy("gateway", rabbit_config) as gateway:
+        staff = gateway.staff_contacts(sites["essex"])
+        assert [(s["email"], s["role"]) for s in staff] == [
+            ("coord@essex.test", "site_coordinator")]
+        assert "password_hash" not in staff[0]
+        assert gateway.site_settings(sites["derby"])["catchment"] == ["DE22"]
+        assert gateway.site_settings("no-such-site") is None

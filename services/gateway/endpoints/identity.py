@@ -2,6 +2,8 @@
 import uuid
 from datetime import datetime, timezone
 
+from nameko.rpc import rpc
+
 from services.gateway import credentials, domain, store
 from services.gateway.api import endpoint
 from services.gateway.schemas import (ApiKeySchema, AuditEntrySchema,
@@ -128,4 +130,19 @@ class IdentityEndpoints:
         if site_id is not None and store.Sites(self.db).get(site_id) is None:
             raise ValidationFailed("No such site.", {"site_id": [f"no site {site_id}"]})
 
+    # -- for other services (RPC): who to tell at a site ------------------------
 
+    @rpc
+    def staff_contacts(self, site_id):
+        """The site's coordinators, for messaging to reach them (personal
+        data crosses RPC, never events)."""
+        return [{"user_id": user["_id"], "name": user.get("name"), "email": user["email"],
+                 "role": user["role"]}
+                for user in store.Users(self.db).list(site_id)
+                if user["role"] == domain.SITE_COORDINATOR]
+
+    @rpc
+    def site_settings(self, site_id):
+        """A site's settings (no personal data), or None for no such site."""
+        site = store.Sites(self.db).get(site_id)
+        return None if site is None else SiteSchema().dump(site)
