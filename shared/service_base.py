@@ -42,6 +42,12 @@ class Health(DependencyProvider):
                     checks[name] = check()
                 except Exception as error:
                     checks[name] = f"failed: {error}"
+        # Ready also means consuming: nameko serves HTTP before its queue
+        # consumer has declared and bound the RPC and event queues.
+        for extension in self.container.subextensions:
+            consuming = getattr(extension, "_consumers_ready", None)
+            if consuming is not None:
+                checks["consumers"] = "ok" if consuming.ready() else "starting"
         ready = all(value == "ok" for value in checks.values())
         return ready, checks
 

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import requests
 from kombu import Connection, Producer, Queue
 
-from shared.events import new_event
+from shared.events import CATALOGUE, new_event
 from shared.messaging import declare_event_topology, event_exchange
 
 
@@ -64,11 +64,18 @@ class Broker:
         declare_event_topology(self.connection.default_channel, "referrals")
 
     def publish(self, event, routing_key=None):
-        Producer(self.connection.default_channel).publish(
-            json.dumps(event), exchange=event_exchange("referrals"),
+        """Publish an event as its owning service's outbox relay does: on
+        that service's exchange, the type as routing key."""
+        owner = CATALOGUE[event["type"]].source_service if event.get("type") in CATALOGUE \
+            else "referrals"
+        channel = self.connection.default_channel
+        declare_event_topology(channel, owner)
+        Producer(channel).publish(
+            json.dumps(event), exchange=event_exchange(owner),
             routing_key=routing_key or event["type"],
             content_type="application/json", content_encoding="utf-8",
             delivery_mode=2)
+        return event
 
     def listen(self, routing_key="#", exchange=None):
         name = f"test-listener-{uuid.uuid4().hex[:8]}"

@@ -7,6 +7,7 @@ anything is stored.
 """
 import difflib
 import re
+import uuid
 from datetime import date, timedelta
 
 from shared.errors import Conflict, ValidationFailed
@@ -19,6 +20,7 @@ UK_POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)([0-9][A-Z]{2})$")
 
 CONSENT_METHODS = ("verbal", "written", "electronic", "self_referral")
 DEFAULT_CHILD_AGE_LIMIT_MONTHS = 12
+DEFAULT_TRIAGE_TARGET_DAYS = 5
 NAME_SIMILARITY = 0.85
 
 # -- statuses and the triage state machine -----------------------------------
@@ -80,6 +82,31 @@ def normalise_name(name):
     return " ".join((name or "").lower().split())
 
 
+def split_contact(text):
+    """A referrer's 'phone or email' as {"email", "phone"} (one of them None)."""
+    text = (text or "").strip()
+    if not text:
+        return {"email": None, "phone": None}
+    if "@" in text:
+        return {"email": text, "phone": None}
+    return {"email": None, "phone": text}
+
+
+def contact_details(referral, personal):
+    """How to reach the parent (and the referrer, if a professional referred
+    them): for messaging, over RPC only. ``personal`` is decrypted."""
+    parent = {"name": personal.get("name"), "email": personal.get("email"),
+              "phone": personal.get("phone"),
+              "preferred_language": referral["preferred_language"],
+              "consent_to_contact": bool(referral["consent"]["to_be_contacted"])}
+    referrer = None
+    if referral["source"] != "self" and (personal.get("referrer_name")
+                                         or personal.get("referrer_contact")):
+        referrer = dict(name=personal.get("referrer_name"),
+                        **split_contact(personal.get("referrer_contact")))
+    return {"parent": parent, "referrer": referrer}
+
+
 def names_close(a, b):
     return difflib.SequenceMatcher(
         None, normalise_name(a), normalise_name(b)).ratio() >= NAME_SIMILARITY
@@ -133,10 +160,16 @@ def assess_eligibility(district, due_date, baby_date_of_birth, site_rules, today
 
 
 def lookup_values(form):
-    """The normalised values a duplicate is found by (hashed by the service)."""
+    """The normalised values a duplicate is found by (hashed by the service).
+
+    ``phone`` and ``exact`` (date of birth, postcode and the name exactly,
+    once normalised) are unique per site: two parents cannot share them, so
+    the same form sent twice at once cannot make two parents. ``dob_postcode``
+    finds the parents whose name is then compared for closeness."""
     phone = normalise_phone(form.get("phone")) if form.get("phone") else None
-    return {"phone": phone,
-            "dob_postcode": f"{form['date_of_birth'].isoformat()}|{form['postcode']}"}
+    dob_postcode = f"{form['date_of_birth'].isoformat()}|{form['postcode']}"
+    return {"phone": phone, "dob_postcode": dob_postcode,
+            "exact": f"{dob_postcode}|{normalise_name(form['name'])}"}
 
 
 def existing_parent(name, phone_matches, dob_postcode_matches):
@@ -175,6 +208,10 @@ def receive_referral(site_id, form, referral_id, now, *, site_rules,
     and the event announcing it."""
     today = now.date()
     check_dates(form, today)
+    triage_days = site_rules.get("triage_target_days") or DEFAULT_TRIAGE_TARGET_DAYS
+    # To the millisecond, as the database keeps it (the event says the same).
+    triage_due_at = (now + timedelta(days=triage_days)).replace(
+        microsecond=now.microsecond // 1000 * 1000)
     due, baby = form.get("due_date"), form.get("baby_date_of_birth")
     area = postcode_district(form["postcode"])
     eligibility = assess_eligibility(area, due, baby, site_rules, today)
@@ -207,7 +244,9 @@ def receive_referral(site_id, form, referral_id, now, *, site_rules,
         "eligibility": eligibility,
         "needs_signposting": not eligibility["eligible"],
         "received_at": now,
+        "triage_due_at": triage_due_at,
         "updated_at": now,
+        "match": None,
         "status_history": [history],
         "personal": {f: _plain(form.get(f)) for f in REFERRAL_PERSONAL},
     }
@@ -218,6 +257,7 @@ def receive_referral(site_id, form, referral_id, now, *, site_rules,
         "area": area,
         "due_month": due_month,
         "received_at": now.isoformat(),
+        "triage_due_at": triage_due_at.isoformat(),
     }, site_id=site_id, subject=referral_id, now=now)
     return referral, [event]
 
@@ -274,11 +314,15 @@ def triage(referral, action, now, *, reason=None, signposted_to=None, actor=None
     elif action == "close":
         _require_choice("reason", reason, CLOSE_REASONS)
         fields_["close_reason"] = entry["reason"] = reason
-        events.append(new_event("referral.closed", {
-            "referral_id": rid, "reason": reason, "closed_at": now.isoformat()},
-            site_id=site_id, subject=rid, now=now))
+        events.append(_closed_event(referral, reason, now))
     update = {"$set": fields_, "$push": {"status_history": entry}}
     return update, events
+
+
+def _closed_event(referral, reason, now):
+    return new_event("referral.closed", {
+        "referral_id": referral["_id"], "reason": reason, "closed_at": now.isoformat()},
+        site_id=referral["site_id"], subject=referral["_id"], now=now)
 
 
 def _require_choice(field, value, choices):
@@ -295,6 +339,21 @@ def allowed_actions(status):
 OPEN = "open"
 ACKNOWLEDGED = "acknowledged"
 RESOLVED = "resolved"
+
+
+SYSTEM = {"id": None, "role": "system"}
+VOLUNTEER_ROLE = "volunteer"
+
+
+def may_raise_concern(referral, actor):
+    """A coordinator may raise a concern about any of the site's referrals; a
+    volunteer only about a parent matched to them (the match not ended).
+    Anyone else's referral is, to a volunteer, not there at all."""
+    if (actor or {}).get("role") != VOLUNTEER_ROLE:
+        return True
+    match = referral.get("match") or {}
+    return (match.get("ended_at") is None and actor.get("id") is not None
+            and match.get("volunteer_user_id") == actor["id"])
 
 
 def raise_concern(referral, concern_id, severity, notes, now, actor=None):
@@ -318,11 +377,19 @@ def raise_concern(referral, concern_id, severity, notes, now, actor=None):
     return concern, [event]
 
 
+def _acknowledged(concern, now):
+    return new_event("safeguarding.concern_acknowledged", {
+        "concern_id": concern["_id"], "referral_id": concern["referral_id"],
+        "severity": concern["severity"], "acknowledged_at": now.isoformat()},
+        site_id=concern["site_id"], subject=concern["referral_id"], now=now)
+
+
 def acknowledge_concern(concern, now, notes=None, actor=None):
     if concern["status"] != OPEN:
         raise Conflict(f"The concern is {concern['status']} already.")
     return {"$set": {"status": ACKNOWLEDGED, "acknowledged_at": now,
-                     "acknowledged_by": actor, "acknowledgement_notes": notes}}, []
+                     "acknowledged_by": actor, "acknowledgement_notes": notes}}, [
+        _acknowledged(concern, now)]
 
 
 def resolve_concern(concern, now, notes, actor=None):
@@ -331,10 +398,162 @@ def resolve_concern(concern, now, notes, actor=None):
         raise Conflict("The concern is resolved already.")
     changes = {"status": RESOLVED, "resolved_at": now, "resolved_by": actor,
                "resolution_notes": notes}
+    events = []
     if concern["status"] == OPEN:
         changes.update(acknowledged_at=now, acknowledged_by=actor)
+        events.append(_acknowledged(concern, now))
     event = new_event("safeguarding.concern_resolved", {
         "concern_id": concern["_id"], "referral_id": concern["referral_id"],
         "severity": concern["severity"], "resolved_at": now.isoformat()},
         site_id=concern["site_id"], subject=concern["referral_id"], now=now)
-    return {"$set": changes}, [event]
+    return {"$set": changes}, events + [event]
+
+
+# -- what other services' events do to a referral ------------------------------
+#
+# Matching, journeys and the coordinator all move a referral, and events
+# arrive late, twice or out of order. Each function below returns an
+# :class:`EventEffect`: the update to write (None: nothing), the events it
+# raises, and what happened: ``applied``; ``duplicate`` (already so, or about
+# an earlier match: nothing to do); ``refused`` (the referral's status does
+# not allow it, e.g. a match confirmed for a withdrawn referral: the state
+# stays, and the event is noted on the referral for the coordinator).
+
+APPLIED, DUPLICATE, REFUSED = "applied", "duplicate", "refused"
+# journey.ended's reason -> the referral's close reason; a journey that ended
+# because of a rematch closes nothing (match.ended with rematch moved it back).
+JOURNEY_CLOSE_REASONS = {"completed": "completed", "parent_ended": "parent_ended",
+                         "moved_away": "moved_away", "no_contact": "no_contact",
+                         "safeguarding": "safeguarding", "other": "other",
+                         "rematched": None}
+SELF_HARM_NOTE = "EPDS item 10 answered above 0 (outcome {outcome_id})"
+SELF_HARM_SEVERITY = "urgent"
+
+
+class EventEffect:
+    def __init__(self, outcome, detail, update=None, events=()):
+        self.outcome, self.detail = outcome, detail
+        self.update, self.events = update, list(events)
+
+    def __repr__(self):
+        return f"EventEffect({self.outcome!r}, {self.detail!r})"
+
+
+def _moved(referral, target, now, event, fields_=None, reason=None, events=()):
+    entry = {"status": target, "at": now, "by": SYSTEM, "event": event["type"]}
+    if reason:
+        entry["reason"] = reason
+    changes = {"status": target, "updated_at": now, "version": referral["version"] + 1}
+    changes.update(fields_ or {})
+    return EventEffect(APPLIED, f"{referral['status']} -> {target}",
+                       {"$set": changes, "$push": {"status_history": entry}}, events)
+
+
+def _recorded(referral, now, event, fields_):
+    """A fact kept on the referral, its status unchanged."""
+    return EventEffect(APPLIED, f"recorded, still {referral['status']}", {"$set": dict(
+        fields_, updated_at=now, version=referral["version"] + 1)})
+
+
+def _refused(referral, now, event, why):
+    note = {"event_id": event["id"], "type": event["type"], "at": now,
+            "status": referral["status"], "detail": why}
+    return EventEffect(REFUSED, why, {"$push": {"event_anomalies": note}})
+
+
+def _duplicate(why):
+    return EventEffect(DUPLICATE, why)
+
+
+def on_match_confirmed(referral, event, data, now):
+    status, current = referral["status"], referral.get("match")
+    match = {"match_id": data["match_id"], "volunteer_id": data["volunteer_id"],
+             "volunteer_user_id": data.get("volunteer_user_id"),
+             "confirmed_at": data["confirmed_at"], "ended_at": None}
+    if current and current["match_id"] == data["match_id"]:
+        if current.get("volunteer_user_id") is None and match["volunteer_user_id"]:
+            return _recorded(referral, now, event, {
+                "match.volunteer_user_id": match["volunteer_user_id"],
+                "match.confirmed_at": match["confirmed_at"]})
+        return _duplicate("this match is known already")
+    if status == ACCEPTED:
+        return _moved(referral, MATCHED, now, event, {"match": match})
+    if status in (MATCHED, ACTIVE) and (current is None or current.get("ended_at")):
+        return _recorded(referral, now, event, {"match": match})
+    return _refused(referral, now, event,
+                    f"a match was confirmed for a referral that is {status}"
+                    + (" and matched already" if status in (MATCHED, ACTIVE) else ""))
+
+
+def on_journey_started(referral, event, data, now):
+    status, current = referral["status"], referral.get("match")
+    if status == MATCHED:
+        return _moved(referral, ACTIVE, now, event)
+    if status == ACCEPTED:
+        # The journey opened on a confirmed match whose event is still on
+        # its way: the journey is the stronger fact.
+        return _moved(referral, ACTIVE, now, event, {"match": {
+            "match_id": data["match_id"], "volunteer_id": data["volunteer_id"],
+            "volunteer_user_id": None, "confirmed_at": None, "ended_at": None}})
+    if status == ACTIVE:
+        if current is None or current["match_id"] == data["match_id"]:
+            return _duplicate("active already")
+    return _refused(referral, now, event, f"a journey started for a referral that is {status}")
+
+
+def on_match_ended(referral, event, data, now):
+    status, current = referral["status"], referral.get("match")
+    if current and current["match_id"] != data["match_id"]:
+        return _duplicate("an earlier match ended")
+    if data["rematch"]:
+        if status in (MATCHED, ACTIVE):
+            return _moved(referral, ACCEPTED, now, event, {"match": None},
+                          reason=data["reason"])
+        if status == ACCEPTED:
+            return _duplicate("waiting for a match already")
+        return _refused(referral, now, event,
+                        f"a match ended for rematch on a referral that is {status}")
+    # Without a rematch the referral stays where it is: the coordinator closes it.
+    if current and current.get("ended_at") is None:
+        return _recorded(referral, now, event, {"match.ended_at": data["ended_at"],
+                                                "match.end_reason": data["reason"]})
+    return _duplicate("no open match to end")
+
+
+def on_journey_ended(referral, event, data, now):
+    status, current = referral["status"], referral.get("match")
+    reason = JOURNEY_CLOSE_REASONS[data["reason"]]
+    if reason is None:
+        return _duplicate("ended for a rematch: the match's end moves the referral")
+    if current and current["volunteer_id"] != data["volunteer_id"]:
+        return _duplicate("an earlier journey ended")
+    if status in (MATCHED, ACTIVE):
+        return _moved(referral, CLOSED, now, event, {"close_reason": reason},
+                      reason=reason, events=[_closed_event(referral, reason, now)])
+    if status == CLOSED:
+        return _duplicate("closed already")
+    return _refused(referral, now, event, f"a journey ended for a referral that is {status}")
+
+
+EVENT_MOVES = {"match.confirmed": on_match_confirmed,
+               "journey.started": on_journey_started,
+               "match.ended": on_match_ended,
+               "journey.ended": on_journey_ended}
+
+
+def self_harm_concern_id(site_id, outcome_id):
+    """One concern per outcome, whatever delivers its event how often."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL,
+                          f"alongside:{site_id}:self-harm:{outcome_id}"))
+
+
+def self_harm_concern(referral, site_id, referral_id, outcome_id, now):
+    """An urgent concern raised by the system on an outcome measure whose
+    self-harm item scored above 0. Raised even if the referral is unknown
+    here: a concern is never dropped."""
+    referral = referral or {"_id": referral_id, "site_id": site_id, "status": None}
+    concern, events = raise_concern(
+        referral, self_harm_concern_id(site_id, outcome_id), SELF_HARM_SEVERITY,
+        SELF_HARM_NOTE.format(outcome_id=outcome_id), now, SYSTEM)
+    concern["outcome_id"] = outcome_id
+    return concern, events

@@ -125,6 +125,21 @@ class SiteRulesSchema(Strict):
     child_age_limit_months = fields.Integer(
         load_default=domain.DEFAULT_CHILD_AGE_LIMIT_MONTHS,
         validate=validate.Range(min=1, max=60))
+    triage_target_days = fields.Integer(
+        load_default=domain.DEFAULT_TRIAGE_TARGET_DAYS,
+        validate=validate.Range(min=1, max=365))
+
+
+IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,200}$"
+
+
+class IdempotencyKeySchema(Strict):
+    """The ``Idempotency-Key`` header of an intake: the same key again
+    answers the referral it made and makes nothing new."""
+    key = fields.String(
+        required=True, data_key="Idempotency-Key", validate=validate.Regexp(
+            IDEMPOTENCY_KEY, error="Must be 1 to 200 visible ASCII characters "
+                                   "(a UUID is a good key)."))
 
 
 class ActorSchema(Schema):
@@ -149,6 +164,24 @@ class HistoryEntrySchema(Schema):
     at = fields.DateTime()
     by = fields.Nested(ActorSchema, allow_none=True)
     reason = fields.String()
+    event = fields.String(metadata={"description": "the event that moved it, if one did"})
+
+
+class MatchInfoSchema(Schema):
+    match_id = fields.String()
+    volunteer_id = fields.String()
+    volunteer_user_id = fields.String(allow_none=True)
+    confirmed_at = fields.String(allow_none=True)
+    ended_at = fields.String(allow_none=True)
+    end_reason = fields.String(allow_none=True)
+
+
+class EventAnomalySchema(Schema):
+    event_id = fields.String()
+    type = fields.String()
+    at = fields.DateTime()
+    status = fields.String()
+    detail = fields.String()
 
 
 class ReferralSchema(Schema):
@@ -188,7 +221,13 @@ class ReferralSchema(Schema):
     signposted_to = fields.String(allow_none=True)
     close_reason = fields.String(allow_none=True)
     received_at = fields.DateTime()
+    triage_due_at = fields.DateTime(allow_none=True)
     updated_at = fields.DateTime()
+    match = fields.Nested(MatchInfoSchema, allow_none=True,
+                          metadata={"description": "the current match, from matching's events"})
+    event_anomalies = fields.List(fields.Nested(EventAnomalySchema), metadata={
+        "description": "events from other services the referral's status did not "
+                       "allow (kept for the coordinator; nothing was changed)"})
     status_history = fields.List(fields.Nested(HistoryEntrySchema))
 
 
@@ -205,6 +244,7 @@ class ReferralSummarySchema(Schema):
     eligibility = fields.Nested(EligibilitySchema)
     linked_to_existing_parent = fields.Boolean()
     received_at = fields.DateTime()
+    triage_due_at = fields.DateTime(allow_none=True)
     updated_at = fields.DateTime()
     age_days = fields.Integer()
 
@@ -278,12 +318,14 @@ class ConcernQuerySchema(Strict):
 class ConcernSchema(Schema):
     id = fields.String()
     referral_id = fields.String()
+    outcome_id = fields.String(metadata={"description": "raised by the system on this "
+                                         "outcome measure (EPDS item 10)"})
     severity = fields.String()
     status = fields.String()
     notes = fields.String()
     raised_at = fields.DateTime()
     raised_by = fields.Nested(ActorSchema, allow_none=True)
-    referral_status = fields.String()
+    referral_status = fields.String(allow_none=True)
     acknowledged_at = fields.DateTime(allow_none=True)
     acknowledged_by = fields.Nested(ActorSchema, allow_none=True)
     acknowledgement_notes = fields.String(allow_none=True)
@@ -297,3 +339,23 @@ class ConcernListSchema(Schema):
     unacknowledged = fields.Integer(
         metadata={"description": "open concerns nobody has acknowledged yet (the site's)"})
     items = fields.List(fields.Nested(ConcernSchema))
+
+
+class ParentContactSchema(Schema):
+    name = fields.String()
+    email = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
+    preferred_language = fields.String()
+    consent_to_contact = fields.Boolean()
+
+
+class ReferrerContactSchema(Schema):
+    name = fields.String(allow_none=True)
+    email = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
+
+
+class ContactDetailsSchema(Schema):
+    """What messaging needs to reach a referral's parent and referrer (RPC only)."""
+    parent = fields.Nested(ParentContactSchema)
+    referrer = fields.Nested(ReferrerContactSchema, allow_none=True)

@@ -1,12 +1,23 @@
 """The referrals service's own database: parents, referrals and
 safeguarding concerns, each scoped by site. Personal values arrive here
 already encrypted; parents are found by their lookup keys (HMACs)."""
+import logging
+
+from pymongo.errors import OperationFailure
+
 from shared.errors import Conflict, NotFound
 from shared.storage import SiteScopedRepository
+
+log = logging.getLogger(__name__)
 
 REFERRALS = "referrals"
 PARENTS = "parents"
 CONCERNS = "safeguarding_concerns"
+INTAKE_KEYS = "intake_keys"
+
+# A lookup key is unique per site where it is given (a string); parents
+# without a phone (None) do not collide.
+UNIQUE_LOOKUPS = ("phone", "exact")
 
 
 def ensure_indexes(database):
@@ -15,8 +26,27 @@ def ensure_indexes(database):
     database[REFERRALS].create_index([("site_id", 1), ("source", 1),
                                       ("received_at", 1)])
     database[REFERRALS].create_index([("site_id", 1), ("parent_id", 1)])
-    database[PARENTS].create_index([("site_id", 1), ("lookup.phone", 1)])
+    indexes = database[PARENTS].index_information()
+    for name in UNIQUE_LOOKUPS:
+        keys = [("site_id", 1), (f"lookup.{name}", 1)]
+        index = f"site_id_1_lookup.{name}_1"
+        if index in indexes and indexes[index].get("unique"):
+            continue
+        if index in indexes:
+            database[PARENTS].drop_index(index)   # made before it was unique
+        try:
+            database[PARENTS].create_index(
+                keys, unique=True,
+                partialFilterExpression={f"lookup.{name}": {"$type": "string"}})
+        except OperationFailure as error:
+            # Parents doubled before the index existed: still find them
+            # (not unique) until someone merges them, and say so loudly.
+            log.error("parents share a lookup key: the unique index waits until "
+                      "they are merged", extra={"fields": {
+                          "lookup": name, "error": str(error)[:300]}})
+            database[PARENTS].create_index(keys)
     database[PARENTS].create_index([("site_id", 1), ("lookup.dob_postcode", 1)])
+    database[INTAKE_KEYS].create_index([("site_id", 1), ("key", 1)], unique=True)
     database[CONCERNS].create_index([("site_id", 1), ("status", 1), ("raised_at", 1)])
     database[CONCERNS].create_index([("site_id", 1), ("referral_id", 1)])
 
@@ -34,6 +64,31 @@ class ParentStore(SiteScopedRepository):
         if key is None:
             return []
         return self.find({f"lookup.{name}": key}, sort=[("created_at", 1)])
+
+    def holder_of(self, keys):
+        """The parent holding one of the unique lookup keys, if any."""
+        for name in UNIQUE_LOOKUPS:
+            found = self.by_lookup(name, keys.get(name))
+            if found:
+                return found[0]
+        return None
+
+
+class IntakeKeys(SiteScopedRepository):
+    """Idempotency keys of intakes: which referral a key made, and a
+    fingerprint of the request that made it."""
+    collection_name = INTAKE_KEYS
+
+    def get(self, key):
+        return self.find_one({"key": key})
+
+    def claim(self, key, fingerprint, referral_id, now):
+        """Raises DuplicateKeyError if the key is taken (perhaps just now)."""
+        return self.insert({"key": key, "fingerprint": fingerprint,
+                            "referral_id": referral_id, "created_at": now})
+
+    def release(self, key):
+        self.collection.delete_one(self.scoped({"key": key}), session=self.session)
 
 
 class ReferralStore(SiteScopedRepository):
@@ -54,6 +109,12 @@ class ReferralStore(SiteScopedRepository):
         if received_before is not None:
             query["received_at"] = {"$lte": received_before}
         return self.find(query, sort=[("received_at", 1)], limit=limit)
+
+    def apply(self, referral, update, events):
+        """Write what an event does to a referral, if it is still as read
+        (else None: the caller's transaction starts again)."""
+        return self.update({"_id": referral["_id"], "version": referral["version"],
+                            "status": referral["status"]}, update, events)
 
     def move(self, referral_id, version, status, update, events):
         """Apply one triage move if nobody moved the referral since it was

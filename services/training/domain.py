@@ -219,6 +219,7 @@ def register_volunteer(site_id, volunteer_id, form, personal, now):
         "area": form["postcode"].split(" ")[0],
         "stage": APPLICANT,
         "role": form["role"],
+        "preferred_language": form.get("preferred_language") or "en",
         "history": [{"change": "registered", "from": None, "to": APPLICANT,
                      "at": now}],
         "completions": [], "dbs_checks": [], "supervisions": [],
@@ -322,3 +323,136 @@ def record_supervision(record, supervision_id, form, notes, today, now):
         "supervised_on": form["supervised_on"].isoformat()},
         site_id=record["site_id"], subject=record["_id"], now=now)
     return record, [event]
+
+
+# -- courses, cohorts and attendance ------------------------------------------------
+#
+# A course has modules; a cohort runs a course from a start date with a
+# trainer and a number of places; volunteers enrol in it, and each session
+# records who was present for one module. A volunteer present at every
+# module of the course (at any of its sessions) has completed it, on the day
+# of the last module they needed: the completion is recorded on their record
+# like one entered by hand (with the cohort named), once per cohort.
+
+TRAINER_ROLES = {"trainer", "coordinator"}
+MAX_PLACES = 200
+
+
+def new_course(site_id, course_id, form, now):
+    """A course; its modules get ids (m1, m2, ...) in their order."""
+    modules = [dict(module, id=f"m{index}")
+               for index, module in enumerate(form["modules"], start=1)]
+    return {"_id": course_id, "site_id": site_id, "name": form["name"],
+            "kind": form["kind"], "modules": modules, "created_at": now}
+
+
+def module_ids(course):
+    """The course's module ids (courses made before modules had ids: by order)."""
+    return [module.get("id") or f"m{index}"
+            for index, module in enumerate(course["modules"], start=1)]
+
+
+def new_cohort(course, cohort_id, form, trainer, now):
+    """``trainer``: the site's volunteer record named by ``trainer_id``, or None."""
+    if trainer is None:
+        raise ValidationFailed("No such trainer.", {
+            "trainer_id": [f"no volunteer {form['trainer_id']} at this site"]})
+    if trainer["stage"] == LEFT or trainer["role"] not in TRAINER_ROLES:
+        raise ValidationFailed("The trainer cannot run a cohort.", {
+            "trainer_id": [f"must be a current {' or '.join(sorted(TRAINER_ROLES))}"]})
+    return {"_id": cohort_id, "site_id": course["site_id"], "course_id": course["_id"],
+            "name": form.get("name") or f"{course['name']} from {form['start_date']}",
+            "start_date": form["start_date"].isoformat(),
+            "trainer_id": form["trainer_id"], "places": form["places"],
+            "enrolled": [], "sessions": [], "completed": {},
+            "created_at": now, "version": 0}
+
+
+def enrol(cohort, volunteer, now):
+    """Enrol a volunteer (409 if full, enrolled already, or left)."""
+    if volunteer["_id"] in cohort["enrolled"]:
+        raise Conflict("The volunteer is enrolled in this cohort already.")
+    if volunteer["stage"] == LEFT:
+        raise Conflict("This volunteer has left: their record is closed.")
+    if len(cohort["enrolled"]) >= cohort["places"]:
+        raise Conflict(f"The cohort is full ({cohort['places']} places).")
+    cohort = copy.deepcopy(cohort)
+    cohort["enrolled"].append(volunteer["_id"])
+    cohort.setdefault("enrolments", []).append({"volunteer_id": volunteer["_id"],
+                                                "at": now})
+    return cohort
+
+
+def record_session(cohort, course, session_id, form, today, now):
+    """One session of one module and who was present: the new cohort, and
+    ``[(volunteer_id, completed_on)]`` of those who completed the course by it."""
+    errors = {}
+    if form["module_id"] not in module_ids(course):
+        errors["module_id"] = [f"not a module of the course ({', '.join(module_ids(course))})"]
+    day = form["session_date"]
+    if day > today:
+        errors["session_date"] = ["Must not be in the future."]
+    elif day < as_date(cohort["start_date"]):
+        errors["session_date"] = [f"Must not be before the cohort starts "
+                                  f"({cohort['start_date']})."]
+    strangers = sorted(set(form["present"]) - set(cohort["enrolled"]))
+    if strangers:
+        errors["present"] = [f"not enrolled in the cohort: {', '.join(strangers)}"]
+    if len(set(form["present"])) != len(form["present"]):
+        errors.setdefault("present", []).append("Each volunteer once.")
+    if errors:
+        raise ValidationFailed("The request has invalid fields.", errors)
+    cohort = copy.deepcopy(cohort)
+    cohort["sessions"].append({"id": session_id, "module_id": form["module_id"],
+                               "session_date": day.isoformat(),
+                               "present": list(form["present"]), "recorded_at": now})
+    return cohort, completions_due(cohort, course)
+
+
+def progress(cohort, course, volunteer_id):
+    """Which modules a volunteer attended (first date each), and which are left."""
+    attended = {}
+    for session in cohort["sessions"]:
+        if volunteer_id in session["present"]:
+            module = session["module_id"]
+            attended[module] = min(attended.get(module, session["session_date"]),
+                                   session["session_date"])
+    missing = [m for m in module_ids(course) if m not in attended]
+    return attended, missing
+
+
+def completions_due(cohort, course):
+    """Enrolled volunteers who attended every module and whose completion is
+    not recorded yet, with the day they completed (their last module's)."""
+    due = []
+    for volunteer_id in cohort["enrolled"]:
+        if volunteer_id in cohort.get("completed", {}):
+            continue
+        attended, missing = progress(cohort, course, volunteer_id)
+        if attended and not missing:
+            due.append((volunteer_id, max(attended.values())))
+    return due
+
+
+def cohort_view(cohort, course):
+    rows = []
+    for volunteer_id in cohort["enrolled"]:
+        attended, missing = progress(cohort, course, volunteer_id)
+        rows.append({"volunteer_id": volunteer_id, "modules_attended": sorted(attended),
+                     "modules_missing": missing,
+                     "completed_on": cohort.get("completed", {}).get(volunteer_id)})
+    return dict(cohort, course_name=course["name"], kind=course["kind"],
+                places_left=max(cohort["places"] - len(cohort["enrolled"]), 0),
+                progress=rows)
+
+
+def complete_from_cohort(record, completion_id, course, cohort_id, completed_on, today, now):
+    """The completion a cohort earned, on the volunteer's record; nothing if
+    this cohort's completion is there already."""
+    if any(c.get("cohort_id") == cohort_id for c in record.get("completions", [])):
+        return record, []
+    record, events = record_completion(
+        record, completion_id, {"course_id": course["_id"], "kind": course["kind"],
+                                "completed_on": as_date(completed_on)}, course, today, now)
+    record["completions"][-1]["cohort_id"] = cohort_id
+    return record, events

@@ -3,6 +3,7 @@ HTTP bodies for them)."""
 from marshmallow import (RAISE, Schema, ValidationError, fields, post_load,
                          validate, validates, validates_schema)
 
+from shared.events.catalogue import LANGUAGE_TAG
 from services.training.domain import (COURSE_KINDS, DBS_LEVELS, VOLUNTEER_ROLES,
                                       VOLUNTEER_STAGES, normalise_postcode)
 
@@ -23,6 +24,10 @@ class NewVolunteerSchema(Strict):
     postcode = fields.String(required=True)
     role = fields.String(load_default="volunteer",
                          validate=validate.OneOf(VOLUNTEER_ROLES))
+    preferred_language = fields.String(
+        load_default="en", validate=validate.Regexp(
+            LANGUAGE_TAG, error="Must be a language tag such as 'en' or 'pl'."),
+        metadata={"description": "the language messages to them are written in"})
 
     @validates("postcode")
     def _postcode_is_uk(self, value, **kwargs):
@@ -45,6 +50,7 @@ class RoleChangeSchema(Strict):
 
 
 class CourseModuleSchema(Strict):
+    id = fields.String(dump_only=True, metadata={"description": "m1, m2, ... in order"})
     title = fields.String(required=True, validate=validate.Length(min=1, max=200))
     hours = fields.Float(load_default=None, allow_none=True,
                          validate=validate.Range(min=0, max=200, min_inclusive=False))
@@ -55,6 +61,29 @@ class NewCourseSchema(Strict):
     kind = fields.String(required=True, validate=validate.OneOf(COURSE_KINDS))
     modules = fields.List(fields.Nested(CourseModuleSchema), required=True,
                           validate=validate.Length(min=1, max=100))
+
+
+class NewCohortSchema(Strict):
+    name = fields.String(load_default=None, allow_none=True,
+                         validate=validate.Length(min=1, max=200))
+    start_date = fields.Date(required=True)
+    trainer_id = fields.String(required=True, validate=validate.Length(min=1, max=100),
+                               metadata={"description": "a volunteer of the site whose "
+                                         "role is trainer or coordinator"})
+    places = fields.Integer(required=True, validate=validate.Range(min=1, max=200))
+
+
+class EnrolmentSchema(Strict):
+    volunteer_id = fields.String(required=True, validate=validate.Length(min=1, max=100))
+
+
+class AttendanceSchema(Strict):
+    module_id = fields.String(required=True, validate=validate.Length(min=1, max=20))
+    session_date = fields.Date(required=True)
+    present = fields.List(fields.String(validate=validate.Length(min=1, max=100)),
+                          required=True, validate=validate.Length(max=200),
+                          metadata={"description": "the enrolled volunteers present "
+                                    "(an empty list: nobody came)"})
 
 
 class TrainingCompletionSchema(Strict):
@@ -134,6 +163,7 @@ class PathwayChangeSchema(Schema):
 class TrainingCompletionOutSchema(Schema):
     id = fields.String()
     course_id = fields.String(allow_none=True)
+    cohort_id = fields.String(allow_none=True)
     kind = fields.String()
     completed_on = fields.String()
     recorded_at = fields.DateTime()
@@ -163,6 +193,7 @@ class VolunteerSchema(Schema):
     email = fields.String()
     phone = fields.String(allow_none=True)
     postcode = fields.String()
+    preferred_language = fields.String()
     stage = fields.String()
     role = fields.String()
     history = fields.List(fields.Nested(PathwayChangeSchema))
@@ -208,3 +239,46 @@ class DailyCheckResultSchema(Schema):
     evaluated = fields.Integer()
     eligibility_changes = fields.Integer()
     expiring_notices = fields.Integer()
+
+
+class VolunteerContactSchema(Schema):
+    """What messaging needs to reach a volunteer (over RPC, never events)."""
+    name = fields.String()
+    email = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
+    preferred_language = fields.String()
+
+
+class SessionOutSchema(Schema):
+    id = fields.String()
+    module_id = fields.String()
+    session_date = fields.String()
+    present = fields.List(fields.String())
+    recorded_at = fields.DateTime()
+
+
+class CohortProgressSchema(Schema):
+    volunteer_id = fields.String()
+    modules_attended = fields.List(fields.String())
+    modules_missing = fields.List(fields.String())
+    completed_on = fields.String(allow_none=True)
+
+
+class CohortSchema(Schema):
+    id = fields.String(attribute="_id")
+    site_id = fields.String()
+    course_id = fields.String()
+    course_name = fields.String()
+    kind = fields.String()
+    name = fields.String()
+    start_date = fields.String()
+    trainer_id = fields.String()
+    places = fields.Integer()
+    places_left = fields.Integer()
+    enrolled = fields.List(fields.String())
+    sessions = fields.List(fields.Nested(SessionOutSchema))
+    progress = fields.List(fields.Nested(CohortProgressSchema), metadata={
+        "description": "per enrolled volunteer: modules attended and missing; "
+                       "attending every module completes the course"})
+    created_at = fields.DateTime()
+    version = fields.Integer()

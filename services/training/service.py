@@ -11,15 +11,18 @@ from nameko.timer import Timer
 
 from services.training import domain, store
 from shared.crypto import Encryption
-from services.training.schemas import (TrainingCompletionSchema, CourseSchema,
+from services.training.schemas import (AttendanceSchema, CohortSchema,
+                                       EnrolmentSchema, NewCohortSchema,
+                                       TrainingCompletionSchema, CourseSchema,
                                        DailyCheckResultSchema, DailyCheckSchema,
                                        DbsCheckSchema, NewCourseSchema,
                                        NewVolunteerSchema, TrainingPolicyOutSchema,
                                        TrainingPolicySchema, RoleChangeSchema,
                                        StageChangeSchema, SupervisionSchema,
+                                       VolunteerContactSchema,
                                        VolunteerQuerySchema, VolunteerSchema,
                                        VolunteerSummarySchema)
-from shared.errors import DOMAIN_ERRORS, Conflict, NotFound
+from shared.errors import DOMAIN_ERRORS, Conflict, NotFound, ValidationFailed
 from shared.events.envelope import utcnow
 from shared.observability import log_fields
 from shared.outbox import Outbox
@@ -54,6 +57,13 @@ def _back_off(attempt):
     eventlet.sleep(random.uniform(0, min(0.005 * 2 ** attempt, 0.25)))
 
 
+def _course_view(course):
+    """A course with its module ids (courses from before ids: by order)."""
+    modules = [dict(module, id=module_id) for module, module_id in
+               zip(course["modules"], domain.module_ids(course))]
+    return CourseSchema().dump(dict(course, modules=modules))
+
+
 def _today(value=None):
     return date.fromisoformat(value) if value else utcnow().date()
 
@@ -84,6 +94,17 @@ class TrainingService(ServiceBase):
     @rpc(expected_exceptions=DOMAIN_ERRORS)
     def get_volunteer(self, site_id, volunteer_id):
         return self._view(site_id, self._load(site_id, volunteer_id))
+
+    @rpc(expected_exceptions=DOMAIN_ERRORS)
+    def contact_details(self, site_id, volunteer_id):
+        """How to reach a volunteer, for messaging (personal data crosses RPC,
+        never events): another site's volunteer is not found."""
+        record = self._load(site_id, volunteer_id)
+        personal = self.cipher.decrypt_fields(
+            site_id, {f: record["personal"].get(f) for f in ("name", "email", "phone")},
+            prefix=f"volunteer:{volunteer_id}:")
+        return VolunteerContactSchema().dump(dict(
+            personal, preferred_language=record.get("preferred_language") or "en"))
 
     @rpc(expected_exceptions=DOMAIN_ERRORS)
     def list_volunteers(self, site_id, query=None):
@@ -149,13 +170,115 @@ class TrainingService(ServiceBase):
     @rpc(expected_exceptions=DOMAIN_ERRORS)
     def create_course(self, site_id, payload):
         form = load_or_fail(NewCourseSchema(), payload)
-        course = store.Courses(self.db, site_id).add(dict(
-            form, _id=str(uuid.uuid4()), created_at=utcnow()))
-        return CourseSchema().dump(course)
+        course = store.Courses(self.db, site_id).add(
+            domain.new_course(site_id, str(uuid.uuid4()), form, utcnow()))
+        return _course_view(course)
 
     @rpc(expected_exceptions=DOMAIN_ERRORS)
     def list_courses(self, site_id):
-        return CourseSchema(many=True).dump(store.Courses(self.db, site_id).listing())
+        return [_course_view(c) for c in store.Courses(self.db, site_id).listing()]
+
+    @rpc(expected_exceptions=DOMAIN_ERRORS)
+    def get_course(self, site_id, course_id):
+        return _course_view(self._course(site_id, course_id))
+
+    # -- cohorts and attendance ------------------------------------------------------
+
+    @rpc(expected_exceptions=DOMAIN_ERRORS)
+    def create_cohort(self, site_id, course_id, payload):
+        form = load_or_fail(NewCohortSchema(), payload)
+        course = self._course(site_id, course_id)
+        trainer = store.Volunteers(self.db, site_id).get(form["trainer_id"])
+        cohort = domain.new_cohort(course, str(uuid.uuid4()), form, trainer, utcnow())
+        store.Cohorts(self.db, site_id).add(cohort)
+        return self._cohort_view(site_id, cohort, course)
+
+    @rpc(expected_exceptions=DOMAIN_ERRORS)
+    def list_cohorts(self, site_id, course_id):
+        course = self._course(site_id, course_id)
+        return [self._cohort_view(site_id, c, course)
+                for c in store.Cohorts(self.db, site_id).of_course(course_id)]
+
+    @rpc(expected_exceptions=DOMAIN_ERRORS)
+    def get_cohort(self, site_id, cohort_id):
+        cohort = self._cohort(site_id, cohort_id)
+        return self._cohort_view(site_id, cohort)
+
+    @rpc(expected_exceptions=DOMAIN_ERRORS)
+    def enrol(self, site_id, cohort_id, payload):
+        form = load_or_fail(EnrolmentSchema(), payload)
+        volunteer = store.Volunteers(self.db, site_id).get(form["volunteer_id"])
+        if volunteer is None:
+            raise ValidationFailed("No such volunteer.", {
+                "volunteer_id": [f"no volunteer {form['volunteer_id']} at this site"]})
+        saved = self._save_cohort(site_id, cohort_id, lambda cohort, course, now: (
+            domain.enrol(cohort, volunteer, now), []))
+        return self._cohort_view(site_id, saved)
+
+    @rpc(expected_exceptions=DOMAIN_ERRORS)
+    def record_attendance(self, site_id, cohort_id, payload):
+        """One session of one module and who was present; whoever has now
+        attended every module has completed the course (recorded on their
+        record, with its events and eligibility, once per cohort)."""
+        form = load_or_fail(AttendanceSchema(), payload)
+        session_id = str(uuid.uuid4())
+        saved = self._save_cohort(site_id, cohort_id, lambda cohort, course, now:
+                                  domain.record_session(cohort, course, session_id, form,
+                                                        now.date(), now))
+        self._complete(site_id, saved)
+        return self._cohort_view(site_id, self._cohort(site_id, cohort_id))
+
+    def _complete(self, site_id, cohort):
+        """Record the completions a cohort's attendance earned. Safe to run
+        again: a completion already recorded for the cohort is not doubled,
+        so a failure half-way is mended by the next session recorded."""
+        course = self._course(site_id, cohort["course_id"])
+        cohorts = store.Cohorts(self.db, site_id)
+        for volunteer_id, completed_on in domain.completions_due(cohort, course):
+            completion_id = str(uuid.uuid4())
+            try:
+                self._change(site_id, volunteer_id, lambda record, today, now:
+                             domain.complete_from_cohort(
+                                 record, completion_id, course, cohort["_id"],
+                                 completed_on, today, now))
+            except (Conflict, NotFound) as error:   # left, or gone, meanwhile
+                log.warning("cohort completion not recorded", extra=log_fields(
+                    volunteer_id=volunteer_id, cohort_id=cohort["_id"], error=str(error)))
+                continue
+            cohorts.mark_completed(cohort["_id"], volunteer_id, completed_on)
+            log.info("course completed by attendance", extra=log_fields(
+                volunteer_id=volunteer_id, cohort_id=cohort["_id"], site_id=site_id))
+
+    def _save_cohort(self, site_id, cohort_id, change):
+        """Apply ``change(cohort, course, now) -> (cohort, extra)`` and write it
+        if nobody wrote the cohort meanwhile (else read it again and retry)."""
+        cohorts = store.Cohorts(self.db, site_id)
+        for attempt in range(SAVE_ATTEMPTS):
+            if attempt:
+                _back_off(attempt)
+            cohort = self._cohort(site_id, cohort_id)
+            course = self._course(site_id, cohort["course_id"])
+            changed, _ = change(cohort, course, utcnow())
+            saved = cohorts.save(changed)
+            if saved is not None:
+                return saved
+        raise Conflict("The cohort kept changing meanwhile: try again.")
+
+    def _course(self, site_id, course_id):
+        course = store.Courses(self.db, site_id).get(course_id)
+        if course is None:
+            raise NotFound(f"No course {course_id}.")
+        return course
+
+    def _cohort(self, site_id, cohort_id):
+        cohort = store.Cohorts(self.db, site_id).get(cohort_id)
+        if cohort is None:
+            raise NotFound(f"No cohort {cohort_id}.")
+        return cohort
+
+    def _cohort_view(self, site_id, cohort, course=None):
+        course = course or self._course(site_id, cohort["course_id"])
+        return CohortSchema().dump(domain.cohort_view(cohort, course))
 
     @rpc(expected_exceptions=DOMAIN_ERRORS)
     def get_policy(self, site_id):

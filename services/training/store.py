@@ -4,6 +4,7 @@ policies, all scoped by site."""
 from shared.storage import SiteScopedRepository
 
 VOLUNTEERS, COURSES, POLICIES = "volunteers", "courses", "site_policies"
+COHORTS = "cohorts"
 
 # Written whole by the domain; the store bumps ``version`` on each write.
 _FIXED = ("_id", "site_id", "version")
@@ -13,6 +14,7 @@ def ensure_indexes(database):
     database[VOLUNTEERS].create_index([("site_id", 1), ("stage", 1)])
     database[COURSES].create_index([("site_id", 1), ("created_at", 1)])
     database[POLICIES].create_index("site_id", unique=True)
+    database[COHORTS].create_index([("site_id", 1), ("course_id", 1), ("start_date", 1)])
 
 
 def sites_with_volunteers(database):
@@ -66,3 +68,27 @@ class Policies(SiteScopedRepository):
 
     def put(self, policy, now):
         return self.update({}, {"$set": dict(policy, updated_at=now)}, upsert=True)
+
+
+class Cohorts(SiteScopedRepository):
+    collection_name = COHORTS
+
+    def add(self, cohort):
+        return self.insert(cohort)
+
+    def get(self, cohort_id):
+        return self.find_one({"_id": cohort_id})
+
+    def of_course(self, course_id):
+        return self.find({"course_id": course_id}, sort=[("start_date", 1)])
+
+    def save(self, cohort):
+        """Write a changed cohort if nobody changed it since it was read; None if
+        somebody did."""
+        fields = {k: v for k, v in cohort.items() if k not in _FIXED}
+        return self.update({"_id": cohort["_id"], "version": cohort["version"]},
+                           {"$set": fields, "$inc": {"version": 1}})
+
+    def mark_completed(self, cohort_id, volunteer_id, completed_on):
+        return self.update({"_id": cohort_id},
+                           {"$set": {f"completed.{volunteer_id}": completed_on}})

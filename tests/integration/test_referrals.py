@@ -5,8 +5,10 @@ bad input, site isolation."""
 from datetime import timedelta
 
 import pytest
+from nameko.standalone.rpc import ServiceRpcProxy
 
 from services.referrals.service import ReferralsService
+from shared.errors import NotFound
 from tests.support import (ADMIN, REFERRAL, assert_problem, encryption_settings,
                            referral_form)
 
@@ -47,6 +49,7 @@ def rw(start_service, start_gateway, mongo_client):
     world.key = api.call("POST", "/api/v1/api-keys", world.essex, json={
         "name": "Essex maternity unit", "role": "referrer"}).json()["key"]
     world.db = mongo_client[config["MONGODB_DATABASE"]]
+    world.config = config
     return world
 
 
@@ -97,7 +100,7 @@ def test_intake_by_api_key_and_by_coordinator_is_encrypted_at_rest(rw, broker):
     parent = rw.db.parents.find_one({"_id": by_key["parent_id"]})
     assert stored["personal"]["name"].startswith("v1:")
     assert parent["personal"]["phone"].startswith("v1:")
-    assert set(parent["lookup"]) == {"phone", "dob_postcode"}
+    assert set(parent["lookup"]) == {"phone", "dob_postcode", "exact"}
     for document in (stored, parent, *rw.db.parents.find(), *rw.db.referrals.find()):
         for secret in PARENT_SECRETS + ("Bea Other", "900999"):
             assert secret not in str(document), secret
@@ -302,6 +305,10 @@ def test_safeguarding_raised_acknowledged_resolved(rw, broker):
     assert acknowledged.status_code == 200, acknowledged.text
     assert acknowledged.json()["status"] == "acknowledged"
     assert acknowledged.json()["acknowledged_by"]["role"] == "site_coordinator"
+    seen = broker.get(listener)
+    assert seen["type"] == "safeguarding.concern_acknowledged"
+    assert seen["data"]["concern_id"] == concern["id"]
+    assert seen["data"]["severity"] == "urgent" and "Called" not in str(seen)
     assert_problem(rw.api.call("POST", base + "/acknowledge", rw.essex, json={}), 409)
     unseen = listing(unacknowledged="true")
     assert unseen["count"] == 1 and unseen["unacknowledged"] == 1
@@ -359,7 +366,22 @@ def test_bad_input_on_every_endpoint_is_422_and_stores_nothing(rw):
         ("POST", f"/api/v1/safeguarding-concerns/{cid}/acknowledge",
          {"json": {"notes": 5}}, {"notes"}),
         ("POST", f"/api/v1/safeguarding-concerns/{cid}/resolve", {"json": {}}, {"notes"}),
-        ("POST", "/api/v1/self-referrals", {"json": {"site_code": "essex"}}, None),
+        ("POST", "/api/v1/self-referrals", {"json": {"site_code": "essex"}},
+         {"name", "date_of_birth", "postcode", "first_time_parent", "consent_to_contact",
+          "consent_to_share"}),
+        ("POST", "/api/v1/self-referrals", {"json": dict(
+            {k: v for k, v in REFERRAL.items() if k not in (
+                "source", "referrer_name", "referrer_contact", "consent_obtained_at",
+                "consent_obtained_how")}, site_code="nowhere")}, {"site_code"}),
+        ("POST", "/api/v1/self-referrals", {"json": dict(REFERRAL, site_code="essex")},
+         {"source", "referrer_name", "referrer_contact", "consent_obtained_at",
+          "consent_obtained_how"}),
+        ("GET", "/api/v1/safeguarding-concerns",
+         {"params": {"status": "forgotten", "referral_id": "x" * 65}},
+         {"status", "referral_id"}),
+        ("POST", "/api/v1/referrals", {"json": REFERRAL,
+                                       "headers": {"Idempotency-Key": "two words"}},
+         {"Idempotency-Key"}),
     ]
     for method, path, kwargs, fields in cases:
         problem = assert_problem(rw.api.call(method, path, rw.essex, **kwargs), 422)
@@ -378,7 +400,9 @@ def test_bad_input_on_every_endpoint_is_422_and_stores_nothing(rw):
             ("POST", "/api/v1/referrals/nope/triage", {"action": "accept", "version": 1}),
             ("POST", "/api/v1/referrals/nope/safeguarding-concerns",
              {"severity": "low", "notes": "n"}),
-            ("POST", "/api/v1/safeguarding-concerns/nope/resolve", {"notes": "n"})):
+            ("POST", "/api/v1/safeguarding-concerns/nope/resolve", {"notes": "n"}),
+            ("POST", "/api/v1/safeguarding-concerns/nope/acknowledge", {}),
+            ("GET", "/api/v1/safeguarding-concerns/nope", None)):
         assert_problem(rw.api.call(method, path, rw.essex, json=body), 404)
 
 
@@ -393,3 +417,163 @@ def test_openapi_documents_the_referral_endpoints(rw):
     triage_doc = spec["paths"]["/api/v1/referrals/{id}/triage"]["post"]
     assert "409" in triage_doc["responses"]
     assert triage_doc["requestBody"]["content"]["application/json"]["schema"]
+
+
+def test_contact_details_for_messaging_are_decrypted_and_site_scoped(rw):
+    referral = refer(rw, key=rw.key)
+    answer = rw.api.call("POST", "/api/v1/self-referrals", json=dict(
+        {k: v for k, v in REFERRAL.items() if k not in (
+            "source", "referrer_name", "referrer_contact", "consent_obtained_at",
+            "consent_obtained_how")}, site_code="essex", name="Jo Self",
+        phone="07700 900999", email=None, preferred_language="pl"))
+    assert answer.status_code == 201, answer.text
+    own = answer.json()["id"]
+    with ServiceRpcProxy("referrals", rw.config) as referrals:
+        details = referrals.contact_details(rw.sites["essex"], referral["id"])
+        assert details == {
+            "parent": {"name": "Alex Parent", "email": "alex@example.test",
+                       "phone": "07700 900123", "preferred_language": "en",
+                       "consent_to_contact": True},
+            "referrer": {"name": "Sam Midwife", "email": "sam.midwife@nhs.test",
+                         "phone": None}}
+        self_details = referrals.contact_details(rw.sites["essex"], own)
+        assert self_details["referrer"] is None
+        assert self_details["parent"] == {
+            "name": "Jo Self", "email": None, "phone": "07700 900999",
+            "preferred_language": "pl", "consent_to_contact": True}
+        with pytest.raises(NotFound):
+            referrals.contact_details(rw.sites["derby"], referral["id"])
+        with pytest.raises(NotFound):
+            referrals.contact_details(rw.sites["essex"], "no-such-referral")
+
+
+def test_one_new_parent_referred_many_times_at_once_is_one_parent(rw):
+    """The unique lookup keys: concurrent intakes of the same new parent
+    make one parent and link every other referral to it."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda n: rw.api.call(
+            "POST", "/api/v1/referrals", rw.essex,
+            json=referral_form(reason=f"attempt {n}")), range(6)))
+    assert [a.status_code for a in answers] == [201] * 6, [a.text for a in answers]
+    made = [a.json() for a in answers]
+    assert len({r["parent_id"] for r in made}) == 1
+    assert sorted(r["linked_to_existing_parent"] for r in made) == [False] + [True] * 5
+    assert rw.db.parents.count_documents({}) == 1
+    assert rw.db.referrals.count_documents({}) == 6
+    # Same phone, another name and date of birth: still that parent.
+    again = refer(rw, rw.essex, name="Someone Else", date_of_birth="1980-02-02")
+    assert again["parent_id"] == made[0]["parent_id"]
+
+
+def test_an_idempotency_key_makes_a_retried_intake_harmless(rw, broker):
+    listener = broker.listen("referral.received")
+    key = {"Idempotency-Key": "8b0c5a46-2d1e-4c8e-9a57-1f7f3c2d9e10"}
+    first = rw.api.call("POST", "/api/v1/referrals", rw.essex, json=REFERRAL, headers=key)
+    assert first.status_code == 201, first.text
+    again = rw.api.call("POST", "/api/v1/referrals", rw.essex, json=REFERRAL,
+                        headers=dict(key))
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["linked_to_existing_parent"] is False
+    assert rw.db.referrals.count_documents({}) == 1
+    # The same key with another body is a conflict, naming the header.
+    problem = assert_problem(rw.api.call("POST", "/api/v1/referrals", rw.essex, headers=key,
+                                         json=referral_form(reason="Something else")), 409)
+    assert "Idempotency-Key" in problem["errors"]
+    # Keys are per site: Derby's same key is its own.
+    derby = rw.api.call("POST", "/api/v1/referrals", rw.derby, json=referral_form(
+        postcode="DE22 1AA"), headers=key)
+    assert derby.status_code == 201 and derby.json()["id"] != first.json()["id"]
+    # A referrer's API key of the same site shares the site's keys.
+    by_key = rw.api.call("POST", "/api/v1/referrals", key=rw.key, json=REFERRAL, headers=key)
+    assert by_key.status_code == 201 and by_key.json()["id"] == first.json()["id"]
+    # Many at once with one key: one referral.
+    from concurrent.futures import ThreadPoolExecutor
+    burst = {"Idempotency-Key": "burst-1"}
+    with ThreadPoolExecutor(5) as pool:
+        answers = list(pool.map(lambda _: rw.api.call(
+            "POST", "/api/v1/referrals", rw.essex, headers=dict(burst),
+            json=referral_form(name="Burst Parent", phone="07700 900777",
+                               date_of_birth="1992-03-03")), range(5)))
+    assert [a.status_code for a in answers] == [201] * 5, [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert rw.db.referrals.count_documents({}) == 3
+    # A bad key is a 422 naming the header, and makes nothing.
+    for bad in ("x" * 201, "has space"):
+        problem = assert_problem(rw.api.call("POST", "/api/v1/referrals", rw.essex,
+                                             json=REFERRAL, headers={"Idempotency-Key": bad}),
+                                 422)
+        assert list(problem["errors"]) == ["Idempotency-Key"]
+    assert rw.db.referrals.count_documents({}) == 3
+    # Only the first of each key was announced.
+    received = {broker.get(listener)["data"]["referral_id"] for _ in range(3)}
+    assert first.json()["id"] in received
+    assert broker.depth(listener) == 0
+
+
+def test_a_self_referral_with_an_idempotency_key_is_made_once(rw):
+    form = dict({k: v for k, v in REFERRAL.items() if k not in (
+        "source", "referrer_name", "referrer_contact", "consent_obtained_at",
+        "consent_obtained_how")}, site_code="essex")
+    key = {"Idempotency-Key": "self-1"}
+    first = rw.api.call("POST", "/api/v1/self-referrals", json=form, headers=key)
+    again = rw.api.call("POST", "/api/v1/self-referrals", json=form, headers=dict(key))
+    assert first.status_code == again.status_code == 201, again.text
+    assert first.json()["id"] == again.json()["id"]
+    assert rw.db.referrals.count_documents({}) == 1
+    assert_problem(rw.api.call("POST", "/api/v1/self-referrals", headers=dict(key),
+                               json=dict(form, name="Other Parent")), 409)
+
+
+def test_the_triage_target_comes_from_the_site(rw, broker):
+    listener = broker.listen("referral.received")
+    referral = refer(rw, rw.essex)
+    due = rw.api.call("GET", f"/api/v1/referrals/{referral['id']}", rw.essex).json()
+    assert _days(due) == 5
+    event = broker.get(listener)
+    assert _when(event["data"]["triage_due_at"]) == _when(due["triage_due_at"])
+    answer = rw.api.call("PATCH", f"/api/v1/sites/{rw.sites['essex']}", rw.admin,
+                         json={"triage_target_days": 2})
+    assert answer.status_code == 200, answer.text
+    sooner = refer(rw, rw.essex, name="Other Parent", phone="07700 900444")
+    assert _days(sooner) == 2
+    queue = rw.api.call("GET", "/api/v1/referrals", rw.essex).json()
+    assert {r["id"]: r["triage_due_at"] for r in queue}[sooner["id"]] == sooner["triage_due_at"]
+
+
+def _when(text):
+    from datetime import datetime
+    return datetime.fromisoformat(text)
+
+
+def _days(referral):
+    """Days from received to the triage target (the database keeps milliseconds)."""
+    gap = _when(referral["triage_due_at"]) - _when(referral["received_at"])
+    assert abs(gap - timedelta(days=round(gap / timedelta(days=1)))) < timedelta(milliseconds=1)
+    return round(gap / timedelta(days=1))
+
+
+def test_the_unique_parent_keys_replace_the_old_indexes_and_survive_doubled_data(database):
+    from services.referrals import store
+    parents = database[store.PARENTS]
+    parents.create_index([("site_id", 1), ("lookup.phone", 1)])   # as before
+    parents.insert_one({"_id": "p1", "site_id": "s", "lookup": {"phone": "k1"}})
+    store.ensure_indexes(database)
+    assert parents.index_information()["site_id_1_lookup.phone_1"]["unique"]
+    with pytest.raises(Exception):
+        parents.insert_one({"_id": "p2", "site_id": "s", "lookup": {"phone": "k1"}})
+    store.ensure_indexes(database)   # again: nothing to change
+
+    # Parents doubled before the index: the service still starts (and finds them).
+    doubled = database.client[database.name + "_doubled"]
+    try:
+        doubled[store.PARENTS].insert_many([
+            {"_id": "p1", "site_id": "s", "lookup": {"phone": "k1"}},
+            {"_id": "p2", "site_id": "s", "lookup": {"phone": "k1"}}])
+        store.ensure_indexes(doubled)
+        info = doubled[store.PARENTS].index_information()
+        assert not info["site_id_1_lookup.phone_1"].get("unique")
+        assert info["site_id_1_lookup.exact_1"]["unique"]
+    finally:
+        database.client.drop_database(database.name + "_doubled")

@@ -9,6 +9,7 @@ from nameko.standalone.rpc import ServiceRpcProxy
 
 from services.training.domain import add_months
 from services.training.service import TrainingService
+from shared.errors import NotFound
 from shared.messaging import event_exchange
 from tests.support import assert_problem
 
@@ -331,3 +332,148 @@ def test_the_timer_runs_the_daily_check(world, start_service, broker, mongo_clie
 def test_the_service_refuses_to_start_without_a_master_key(start_service):
     with pytest.raises(RuntimeError, match="MASTER_KEY"):
         start_service(TrainingService, ENCRYPTION={"MASTER_KEY": "too short"})
+
+
+def test_contact_details_for_messaging_are_decrypted_and_site_scoped(training):
+    api, admin, sites, coordinators, config = training
+    volunteer = register(api, coordinators["essex"], preferred_language="pl")
+    assert volunteer["preferred_language"] == "pl"
+    assert rpc(config, "contact_details", sites["essex"], volunteer["id"]) == {
+        "name": "Ada Lovelace", "email": "ada@example.org", "phone": "07700 900123",
+        "preferred_language": "pl"}
+    plain = register(api, coordinators["essex"], phone=None)
+    assert rpc(config, "contact_details", sites["essex"], plain["id"]) == {
+        "name": "Ada Lovelace", "email": "ada@example.org", "phone": None,
+        "preferred_language": "en"}
+    for site, volunteer_id in ((sites["derby"], volunteer["id"]),
+                               (sites["essex"], "no-such-volunteer")):
+        with pytest.raises(NotFound):
+            rpc(config, "contact_details", site, volunteer_id)
+
+
+def test_a_cohort_attended_module_by_module_completes_the_course(training, broker):
+    api, _, sites, coordinators, config = training
+    essex, derby = coordinators["essex"], coordinators["derby"]
+    completed = broker.listen("training.course_completed", exchange=event_exchange("training"))
+    changed = broker.listen("volunteer.eligibility_changed",
+                            exchange=event_exchange("training"))
+    trainer = register(api, essex, name="Tess Trainer", email="tess@example.org",
+                       role="trainer")
+    ada, bea = register(api, essex)["id"], register(api, essex, name="Bea")["id"]
+    course = post(api, essex, "/api/v1/courses", {
+        "name": "Community Parent core", "kind": "core",
+        "modules": [{"title": "Listening", "hours": 3}, {"title": "Safeguarding"}]})
+    assert [m["id"] for m in course["modules"]] == ["m1", "m2"]
+    shown = api.call("GET", f"/api/v1/courses/{course['id']}", essex).json()
+    assert shown["modules"] == course["modules"] and shown["id"] == course["id"]
+    cohort = post(api, essex, f"/api/v1/courses/{course['id']}/cohorts", {
+        "start_date": ago(14), "trainer_id": trainer["id"], "places": 2})
+    assert cohort["places_left"] == 2 and cohort["course_name"] == "Community Parent core"
+    base = f"/api/v1/cohorts/{cohort['id']}"
+    for vid in (ada, bea):
+        cohort = post(api, essex, f"{base}/enrolments", {"volunteer_id": vid})
+    assert cohort["enrolled"] == [ada, bea] and cohort["places_left"] == 0
+    third = register(api, essex, name="Cy")["id"]
+    assert_problem(api.call("POST", f"{base}/enrolments", essex,
+                            json={"volunteer_id": third}), 409)
+    assert_problem(api.call("POST", f"{base}/enrolments", essex,
+                            json={"volunteer_id": ada}), 409)
+
+    post(api, essex, f"{base}/attendance", {"module_id": "m1", "session_date": ago(10),
+                                            "present": [ada, bea]})
+    cohort = post(api, essex, f"{base}/attendance", {
+        "module_id": "m2", "session_date": ago(7), "present": [ada]})
+    rows = {r["volunteer_id"]: r for r in cohort["progress"]}
+    assert rows[ada]["completed_on"] == ago(7) and rows[ada]["modules_missing"] == []
+    assert rows[bea]["completed_on"] is None and rows[bea]["modules_missing"] == ["m2"]
+    record = api.call("GET", f"/api/v1/volunteers/{ada}", essex).json()
+    [completion] = record["completions"]
+    assert completion["cohort_id"] == cohort["id"] and completion["kind"] == "core"
+    assert completion["completed_on"] == ago(7)
+    assert record["eligibility"]["rules"][0] == {
+        "rule": "core_course_completed", "passed": True, "reason": None, "valid_until": None}
+    event = broker.get(completed)
+    assert event["data"]["volunteer_id"] == ada and event["data"]["course_id"] == course["id"]
+    # Recording more sessions never doubles a completion.
+    post(api, essex, f"{base}/attendance", {"module_id": "m2", "session_date": ago(3),
+                                            "present": [ada, bea]})
+    assert broker.get(completed)["data"]["volunteer_id"] == bea
+    assert broker.depth(completed) == 0
+    assert len(api.call("GET", f"/api/v1/volunteers/{ada}", essex).json()["completions"]) == 1
+    bea_record = api.call("GET", f"/api/v1/volunteers/{bea}", essex).json()
+    assert bea_record["completions"][0]["completed_on"] == ago(3)
+
+    # A completed core course (with the rest) makes a volunteer eligible.
+    vid_base = f"/api/v1/volunteers/{ada}"
+    post(api, essex, f"{vid_base}/dbs-checks", {
+        "level": "enhanced", "issued_on": ago(30), "certificate_number": CERTIFICATE})
+    post(api, essex, f"{vid_base}/supervisions", {"supervised_on": ago(2),
+                                                  "supervisor_id": "coord-1"})
+    post(api, essex, f"{vid_base}/stage", {"stage": "in_training"}, 200)
+    assert post(api, essex, f"{vid_base}/stage", {"stage": "active"},
+                200)["eligibility"]["eligible"] is True
+    assert broker.get(changed)["data"]["volunteer_id"] == ada
+
+    listed = api.call("GET", f"/api/v1/courses/{course['id']}/cohorts", essex).json()
+    assert [c["id"] for c in listed] == [cohort["id"]]
+    # Another site sees none of it.
+    for path in (f"/api/v1/courses/{course['id']}", f"/api/v1/courses/{course['id']}/cohorts",
+                 base):
+        assert_problem(api.call("GET", path, derby), 404)
+    assert_problem(api.call("POST", f"{base}/attendance", derby, json={
+        "module_id": "m1", "session_date": ago(1), "present": []}), 404)
+
+
+def test_bad_input_on_the_cohort_endpoints_names_the_fields(training):
+    api, _, sites, coordinators, _ = training
+    essex = coordinators["essex"]
+    trainer = register(api, essex, role="trainer")["id"]
+    plain = register(api, essex, name="Not A Trainer")["id"]
+    course = post(api, essex, "/api/v1/courses", {"name": "Core", "kind": "core",
+                                                  "modules": [{"title": "One"}]})
+    cohorts = f"/api/v1/courses/{course['id']}/cohorts"
+    cohort = post(api, essex, cohorts, {"start_date": ago(5), "trainer_id": trainer,
+                                        "places": 1})
+    base = f"/api/v1/cohorts/{cohort['id']}"
+    post(api, essex, f"{base}/enrolments", {"volunteer_id": plain})
+    cases = [
+        (cohorts, {"start_date": "soon", "places": 0}, {"start_date", "places", "trainer_id"}),
+        (cohorts, {"start_date": ago(1), "places": 2, "trainer_id": plain}, {"trainer_id"}),
+        (cohorts, {"start_date": ago(1), "places": 2, "trainer_id": "nobody"},
+         {"trainer_id"}),
+        (cohorts, {"start_date": ago(1), "places": 2, "trainer_id": trainer, "x": 1}, {"x"}),
+        (f"{base}/enrolments", {}, {"volunteer_id"}),
+        (f"{base}/enrolments", {"volunteer_id": "nobody"}, {"volunteer_id"}),
+        (f"{base}/attendance", {"module_id": "m1"}, {"session_date", "present"}),
+        (f"{base}/attendance", {"module_id": "m7", "session_date": ago(10),
+                                "present": ["nobody"]},
+         {"module_id", "session_date", "present"}),
+        (f"{base}/attendance", {"module_id": "m1", "session_date": ago(-2),
+                                "present": [plain]}, {"session_date"}),
+        (f"{base}/attendance", {"module_id": "m1", "session_date": ago(1),
+                                "present": "everyone"}, {"present"}),
+    ]
+    for path, body, fields in cases:
+        problem = assert_problem(api.call("POST", path, essex, json=body), 422)
+        assert set(problem["errors"]) == fields, (path, body, problem)
+    assert_problem(api.call("POST", cohorts, essex, json=[1]), 422)
+    assert_problem(api.call("POST", "/api/v1/courses/nope/cohorts", essex, json={
+        "start_date": ago(1), "trainer_id": trainer, "places": 1}), 404)
+    assert_problem(api.call("POST", "/api/v1/cohorts/nope/attendance", essex, json={
+        "module_id": "m1", "session_date": ago(1), "present": []}), 404)
+    # Nothing was half-written: one cohort, no sessions, no completion.
+    [only] = api.call("GET", cohorts, essex).json()
+    assert only["sessions"] == [] and only["enrolled"] == [plain]
+    assert api.call("GET", f"/api/v1/volunteers/{plain}", essex).json()["completions"] == []
+
+
+def test_openapi_documents_the_cohort_endpoints(training):
+    api = training[0]
+    spec = api.call("GET", "/api/v1/openapi.json").json()
+    for path, method in (("/api/v1/courses/{id}", "get"),
+                         ("/api/v1/courses/{id}/cohorts", "post"),
+                         ("/api/v1/courses/{id}/cohorts", "get"),
+                         ("/api/v1/cohorts/{id}", "get"),
+                         ("/api/v1/cohorts/{id}/enrolments", "post"),
+                         ("/api/v1/cohorts/{id}/attendance", "post")):
+        assert method in spec["paths"][path], (path, method)

@@ -8,7 +8,8 @@ from shared.events import CATALOGUE, exchange_name_for, load_event, new_event
 
 NOW = datetime(2026, 11, 1, 9, 30, tzinfo=timezone.utc)
 GOOD = {"referral_id": "r1", "source": "midwife", "preferred_language": "en",
-        "area": "SW1A", "due_month": "2027-03", "received_at": NOW.isoformat()}
+        "area": "SW1A", "due_month": "2027-03", "received_at": NOW.isoformat(),
+        "triage_due_at": "2026-11-06T09:30:00+00:00"}
 
 
 def make(**overrides):

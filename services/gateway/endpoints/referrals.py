@@ -6,11 +6,13 @@ from services.gateway import domain, store
 from services.gateway.api import endpoint
 from services.referrals.schemas import (AcknowledgeSchema, ConcernListSchema,
                                         ConcernQuerySchema, ConcernSchema,
-                                        NewConcernSchema, NewReferralSchema,
+                                        IdempotencyKeySchema, NewConcernSchema, NewReferralSchema,
                                         ReferralQuerySchema, ReferralSchema,
                                         ReferralSummarySchema, ResolveSchema,
                                         SelfReferralReceiptSchema,
                                         SelfReferralSchema, TriageSchema)
+from marshmallow import ValidationError
+
 from shared.errors import NotFound, ValidationFailed
 
 
@@ -20,11 +22,26 @@ def _actor(principal):
 
 def _site_rules(site):
     return {"catchment": list(site["catchment"]),
-            "child_age_limit_months": int(site.get("child_age_limit_months") or 12)}
+            "child_age_limit_months": int(site.get("child_age_limit_months") or 12),
+            "triage_target_days": int(site.get("triage_target_days") or 5)}
+
+
+def _idempotency_key(call):
+    """The ``Idempotency-Key`` header, checked (422 naming it) if given."""
+    key = call.request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    try:
+        return IdempotencyKeySchema().load({"Idempotency-Key": key})["key"]
+    except ValidationError as error:
+        raise ValidationFailed("The request has invalid fields.", error.messages)
 
 
 class ReferralEndpoints:
-    @endpoint("POST", "/api/v1/referrals", summary="Refer a parent", status=201,
+    @endpoint("POST", "/api/v1/referrals",
+              summary="Refer a parent. An Idempotency-Key header makes a retry "
+                      "safe: the same key again answers the referral it made; with "
+                      "another body it is 409", status=201,
               permission="referrals:create", body=NewReferralSchema,
               response=ReferralSchema, forwarded=True,
               audit=("referral.create", "referral"))
@@ -35,11 +52,12 @@ class ReferralEndpoints:
             raise NotFound(f"No site {site_id}.")
         return self.referrals.create_referral(
             site_id, NewReferralSchema().dump(call.body), _site_rules(site),
-            _actor(call.principal))
+            _actor(call.principal), _idempotency_key(call))
 
     @endpoint("POST", "/api/v1/self-referrals",
               summary="A parent refers themselves to a site (public, rate-limited "
-                      "per client address); the answer is only a reference",
+                      "per client address); the answer is only a reference. "
+                      "Idempotency-Key as for referrals",
               status=201, public=True, rate_limit="self_referral",
               body=SelfReferralSchema, response=SelfReferralReceiptSchema,
               forwarded=True, audit=("referral.self_create", "referral"),
@@ -50,7 +68,8 @@ class ReferralEndpoints:
             raise ValidationFailed("The request has invalid fields.",
                                    {"site_code": ["No site has this code."]})
         return self.referrals.create_self_referral(
-            site["_id"], SelfReferralSchema().dump(call.body), _site_rules(site))
+            site["_id"], SelfReferralSchema().dump(call.body), _site_rules(site),
+            _idempotency_key(call))
 
     @endpoint("GET", "/api/v1/referrals",
               summary="The coordinator's queue: the site's referrals, oldest first, "
@@ -83,8 +102,10 @@ class ReferralEndpoints:
             _actor(call.principal))
 
     @endpoint("POST", "/api/v1/referrals/<id>/safeguarding-concerns",
-              summary="Raise a safeguarding concern about a referred parent, at any stage",
-              status=201, permission="referrals:triage", body=NewConcernSchema,
+              summary="Raise a safeguarding concern about a referred parent, at any "
+                      "stage: a coordinator, or the volunteer matched to the parent "
+                      "(another referral is 404 to a volunteer)",
+              status=201, permission="safeguarding:raise", body=NewConcernSchema,
               response=ConcernSchema, forwarded=True,
               audit=("safeguarding.raise", "referral"), errors=(404,))
     def raise_concern(self, call, id):

@@ -7,7 +7,9 @@ training policy may be set by its coordinator or by a national admin.
 """
 from services.gateway import domain, store
 from services.gateway.api import endpoint
-from services.training.schemas import (TrainingCompletionSchema, CourseSchema,
+from services.training.schemas import (AttendanceSchema, CohortSchema,
+                                       EnrolmentSchema, NewCohortSchema,
+                                       TrainingCompletionSchema, CourseSchema,
                                        DbsCheckSchema, NewCourseSchema,
                                        NewVolunteerSchema, TrainingPolicyOutSchema,
                                        TrainingPolicySchema, RoleChangeSchema,
@@ -102,6 +104,54 @@ class TrainingEndpoints:
               permission=PERMISSION, response=CourseSchema, many=True, forwarded=True)
     def list_courses(self, call):
         return self.training.list_courses(domain.site_scope(call.principal))
+
+    @endpoint("GET", "/api/v1/courses/<id>", summary="A course and its modules",
+              permission=PERMISSION, response=CourseSchema, forwarded=True, errors=(404,))
+    def get_course(self, call, id):
+        return self.training.get_course(domain.site_scope(call.principal), id)
+
+    # -- cohorts and attendance ----------------------------------------------------
+
+    @endpoint("POST", "/api/v1/courses/<id>/cohorts",
+              summary="Start a cohort of a course: start date, trainer (a volunteer "
+                      "whose role is trainer or coordinator), places",
+              status=201, permission=PERMISSION, body=NewCohortSchema,
+              response=CohortSchema, forwarded=True, audit=("cohort.create", "course"),
+              errors=(404,))
+    def create_cohort(self, call, id):
+        return self.training.create_cohort(domain.site_scope(call.principal), id,
+                                           NewCohortSchema().dump(call.body))
+
+    @endpoint("GET", "/api/v1/courses/<id>/cohorts", summary="A course's cohorts",
+              permission=PERMISSION, response=CohortSchema, many=True, forwarded=True,
+              errors=(404,))
+    def list_cohorts(self, call, id):
+        return self.training.list_cohorts(domain.site_scope(call.principal), id)
+
+    @endpoint("GET", "/api/v1/cohorts/<id>",
+              summary="A cohort: who is enrolled, its sessions, each volunteer's progress",
+              permission=PERMISSION, response=CohortSchema, forwarded=True, errors=(404,))
+    def get_cohort(self, call, id):
+        return self.training.get_cohort(domain.site_scope(call.principal), id)
+
+    @endpoint("POST", "/api/v1/cohorts/<id>/enrolments",
+              summary="Enrol a volunteer in a cohort (409 when full or enrolled already)",
+              status=201, permission=PERMISSION, body=EnrolmentSchema,
+              response=CohortSchema, forwarded=True, audit=("cohort.enrol", "cohort"),
+              errors=(404, 409))
+    def enrol(self, call, id):
+        return self.training.enrol(domain.site_scope(call.principal), id,
+                                   EnrolmentSchema().dump(call.body))
+
+    @endpoint("POST", "/api/v1/cohorts/<id>/attendance",
+              summary="Record a session of one module and who was present; attending "
+                      "every module completes the course",
+              status=201, permission=PERMISSION, body=AttendanceSchema,
+              response=CohortSchema, forwarded=True, audit=("cohort.attendance", "cohort"),
+              errors=(404, 409))
+    def record_attendance(self, call, id):
+        return self.training.record_attendance(domain.site_scope(call.principal), id,
+                                               AttendanceSchema().dump(call.body))
 
     # -- a site's training policy ----------------------------------------------------
 

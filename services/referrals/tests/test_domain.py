@@ -69,7 +69,10 @@ def test_received_referral_and_its_event_carry_no_personal_detail():
     assert event["data"] == {
         "referral_id": "r-1", "source": "health_visitor",
         "preferred_language": "pl", "area": "CM1", "due_month": "2027-02",
-        "received_at": NOW.isoformat()}
+        "received_at": NOW.isoformat(), "triage_due_at": "2026-11-07T10:00:00+00:00"}
+    assert referral["triage_due_at"] == datetime(2026, 11, 7, 10, 0, tzinfo=timezone.utc)
+    later, [event] = receive(rules=dict(RULES, triage_target_days=2))
+    assert event["data"]["triage_due_at"] == "2026-11-04T10:00:00+00:00"
     for secret in ("CM1 2AB", "Alex", "7700", "Low since", "Pat HV", "1995"):
         assert secret not in str(event)
 
@@ -217,7 +220,9 @@ def test_existing_parent_by_phone_or_by_dob_postcode_and_close_name():
 def test_lookup_values_are_normalised():
     a = domain.lookup_values(load(phone="+44 7700 900123", postcode="cm12ab"))
     b = domain.lookup_values(load(phone="07700900123", postcode="CM1 2AB"))
-    assert a == b == {"phone": "07700900123", "dob_postcode": "1995-04-12|CM1 2AB"}
+    c = domain.lookup_values(load(phone="07700900123", name=" alex   PARENT"))
+    assert a == b == c == {"phone": "07700900123", "dob_postcode": "1995-04-12|CM1 2AB",
+                           "exact": "1995-04-12|CM1 2AB|alex parent"}
     assert domain.lookup_values(load(phone=None, email="a@b.test"))["phone"] is None
 
 
@@ -324,8 +329,12 @@ def test_concern_raised_acknowledged_resolved_with_no_notes_in_events():
     assert raised["type"] == "safeguarding.concern_raised"
     CATALOGUE[raised["type"]].schema().load(raised["data"])
     assert "shouted" not in str(raised) and raised["data"]["severity"] == "urgent"
-    update, events = domain.acknowledge_concern(concern, NOW, None, actor)
-    assert update["$set"]["status"] == "acknowledged" and events == []
+    update, [seen] = domain.acknowledge_concern(concern, NOW, None, actor)
+    assert update["$set"]["status"] == "acknowledged"
+    assert seen["type"] == "safeguarding.concern_acknowledged"
+    assert CATALOGUE[seen["type"]].schema().load(seen["data"]) == {
+        "concern_id": "c-1", "referral_id": referral["_id"], "severity": "urgent",
+        "acknowledged_at": NOW.isoformat()}
     acknowledged = dict(concern, **update["$set"])
     with pytest.raises(Conflict):
         domain.acknowledge_concern(acknowledged, NOW)
@@ -340,7 +349,39 @@ def test_concern_raised_acknowledged_resolved_with_no_notes_in_events():
 
 def test_resolving_an_open_concern_acknowledges_it_and_severity_is_checked():
     concern, _ = domain.raise_concern(referral_in("received"), "c-2", "low", "n", NOW)
-    update, _ = domain.resolve_concern(concern, NOW, "fine")
+    update, events = domain.resolve_concern(concern, NOW, "fine")
     assert update["$set"]["acknowledged_at"] == NOW
+    assert [e["type"] for e in events] == ["safeguarding.concern_acknowledged",
+                                           "safeguarding.concern_resolved"]
     with pytest.raises(ValidationFailed):
         domain.raise_concern(referral_in("received"), "c-3", "apocalyptic", "n", NOW)
+
+
+# -- contact details (for messaging, over RPC only) ------------------------------
+
+def test_contact_details_of_a_professional_referral_split_the_referrers_contact():
+    referral, _ = receive()
+    personal = {"name": "Alex Parent", "email": None, "phone": "+44 7700 900123",
+                "referrer_name": "Pat HV", "referrer_contact": "01245 000000"}
+    details = domain.contact_details(referral, personal)
+    assert details == {
+        "parent": {"name": "Alex Parent", "email": None, "phone": "+44 7700 900123",
+                   "preferred_language": "pl", "consent_to_contact": True},
+        "referrer": {"name": "Pat HV", "email": None, "phone": "01245 000000"}}
+    by_email = domain.contact_details(referral, dict(personal,
+                                                     referrer_contact=" pat@nhs.test "))
+    assert by_email["referrer"] == {"name": "Pat HV", "email": "pat@nhs.test",
+                                    "phone": None}
+
+
+def test_contact_details_of_a_self_referral_have_no_referrer():
+    form = SelfReferralSchema().to_referral(load_or_fail(SelfReferralSchema(), {
+        k: v for k, v in FORM.items() if k not in (
+            "source", "referrer_name", "referrer_contact", "consent_obtained_at",
+            "consent_obtained_how")} | {"site_code": "essex"}), NOW)
+    referral, _ = receive(form)
+    details = domain.contact_details(referral, {"name": "Alex Parent", "email": "a@b.test",
+                                                "phone": None, "referrer_name": None,
+                                                "referrer_contact": None})
+    assert details["referrer"] is None
+    assert details["parent"]["email"] == "a@b.test"

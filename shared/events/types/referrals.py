@@ -35,6 +35,9 @@ class ReferralReceivedV1(EventData):
     due_month = fields.String(load_default=None, allow_none=True,
                               validate=validate.Regexp(MONTH))
     received_at = fields.String(required=True)
+    triage_due_at = fields.String(
+        load_default=None, allow_none=True,
+        metadata={"description": "received_at + the site's triage target (days)"})
 
 
 @event_type("referral.accepted", 1, "referrals",
@@ -99,6 +102,16 @@ class SafeguardingConcernRaisedV1(EventData):
     severity = fields.String(required=True, validate=validate.OneOf(SEVERITIES))
     raised_by_role = fields.String(load_default=None, allow_none=True)
     raised_at = fields.String(required=True)
+
+
+@event_type("safeguarding.concern_acknowledged", 1, "referrals",
+            "A coordinator acknowledged a safeguarding concern (no notes); "
+            "resolving an open concern acknowledges it too.")
+class SafeguardingConcernAcknowledgedV1(EventData):
+    concern_id = fields.String(required=True)
+    referral_id = fields.String(required=True)
+    severity = fields.String(required=True, validate=validate.OneOf(SEVERITIES))
+    acknowledged_at = fields.String(required=True)
 
 
 @event_type("safeguarding.concern_resolved", 1, "referrals",
