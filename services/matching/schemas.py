@@ -3,7 +3,7 @@ matching endpoints, which check input with these same schemas)."""
 from marshmallow import (RAISE, Schema, ValidationError, fields, post_load,
                          pre_load, validate, validates_schema)
 
-from services.matching.domain import COMPONENTS, DAYS
+from services.matching.domain import COMPONENTS, DAYS, DEFAULT_WEIGHTS
 from shared.events.catalogue import LANGUAGE_TAG, POSTCODE_DISTRICT
 from shared.events.types.matching import MATCH_DECLINE_REASONS, MATCH_END_REASONS
 from shared.events.types.referrals import NEEDS, SUPPORT_MODES
@@ -82,12 +82,20 @@ class ProfileOutSchema(Schema):
 
 
 class WeightsSchema(Strict):
-    """The site's score weights, each 0..10; at least one above 0."""
+    """The site's score weights, each 0..10; at least one above 0 (birth
+    buddy and availability, added later, default to 1 and 0.5)."""
     area = fields.Float(required=True, validate=validate.Range(min=0, max=10))
     language = fields.Float(required=True, validate=validate.Range(min=0, max=10))
     shared_experience = fields.Float(required=True, validate=validate.Range(min=0, max=10))
     modes = fields.Float(required=True, validate=validate.Range(min=0, max=10))
     load = fields.Float(required=True, validate=validate.Range(min=0, max=10))
+    birth_buddy = fields.Float(load_default=DEFAULT_WEIGHTS["birth_buddy"],
+                               validate=validate.Range(min=0, max=10),
+                               metadata={"description": "counts for pregnant parents only"})
+    availability = fields.Float(load_default=DEFAULT_WEIGHTS["availability"],
+                                validate=validate.Range(min=0, max=10),
+                                metadata={"description": "days a week the volunteer "
+                                                         "can give, full at three"})
 
     @validates_schema
     def _some_weight(self, data, **kwargs):
@@ -107,9 +115,12 @@ class SuggestionsQuerySchema(Strict):
 
 
 class ComponentSchema(Schema):
-    value = fields.Float()
+    value = fields.Float(allow_none=True,
+                         metadata={"description": "0..1; null when it does not apply"})
     weight = fields.Float()
     points = fields.Float()
+    applies = fields.Boolean(metadata={"description": "birth buddy applies to pregnant "
+                                                     "parents only"})
 
 
 class SuggestionSchema(Schema):
@@ -120,6 +131,7 @@ class SuggestionSchema(Schema):
     active = fields.Integer()
     capacity = fields.Integer()
     birth_buddy = fields.Boolean()
+    available_days = fields.List(fields.String())
 
 
 class SuggestionsSchema(Schema):
@@ -133,6 +145,13 @@ class SuggestionsSchema(Schema):
 class ConfirmMatchSchema(Strict):
     referral_id = fields.String(required=True, validate=ID)
     volunteer_id = fields.String(required=True, validate=ID)
+    propose = fields.Boolean(load_default=False, metadata={
+        "description": "true: ask the volunteer first (the match is proposed and "
+                       "holds a place until they accept or decline)"})
+
+
+class AcceptMatchSchema(Strict):
+    """The volunteer accepts a proposed match (no fields)."""
 
 
 class DeclineMatchSchema(Strict):
@@ -146,7 +165,7 @@ class EndMatchSchema(Strict):
 
 class MatchesQuerySchema(Strict):
     status = fields.String(load_default=None,
-                           validate=validate.OneOf(("open", "declined", "ended")))
+                           validate=validate.OneOf(("proposed", "open", "declined", "ended")))
     volunteer_id = fields.String(load_default=None, validate=ID)
     referral_id = fields.String(load_default=None, validate=ID)
     needs_rematch = fields.Boolean(load_default=None)
@@ -163,8 +182,10 @@ class MatchSchema(Schema):
     breakdown = fields.Dict(keys=fields.String(), values=fields.Nested(ComponentSchema))
     needs_rematch = fields.Boolean()
     rematch_reason = fields.String(allow_none=True)
-    confirmed_by = fields.String(allow_none=True)
-    confirmed_at = fields.DateTime()
+    confirmed_by = fields.String(allow_none=True,
+                                 metadata={"description": "the coordinator who made it"})
+    proposed_at = fields.DateTime(allow_none=True)
+    confirmed_at = fields.DateTime(allow_none=True)
     closed_at = fields.DateTime(allow_none=True)
     close_reason = fields.String(allow_none=True)
 

@@ -2,13 +2,20 @@
 
 - ``profiles``: one document per volunteer (``_id`` = the volunteer's id):
   the coordinator's profile, training's eligibility verdict, and ``active``,
-  the number of open matches. A place is taken by one conditional update
-  (``active < capacity``), which also carries ``match.confirmed``: capacity
-  cannot be exceeded however many coordinators confirm at once.
+  the number of proposed and open matches. A place is taken by one
+  conditional update (``active < capacity``): capacity cannot be exceeded
+  however many coordinators confirm at once, with no transaction.
 - ``matches``: a unique partial index keeps one open match per referral.
 - ``demand``: accepted referrals (``_id`` = the referral's id), with only the
-  facts matching scores; waiting, matched or closed.
+  facts matching scores; waiting, matched or closed. A match first claims
+  its referral (one conditional update, waiting -> matched): one match per
+  referral, however many coordinators confirm at once. ``declined_by``: the
+  volunteers who declined it, never put forward for it again.
 - ``settings``: one document per site (``_id`` = the site), its weights.
+- ``pool_versions``: one document per site, ``version`` raised (with the
+  volunteer's id in ``changed``, the last 500 kept) after every change to
+  a profile that scoring reads; suggestions keep the site's pool in memory
+  and reload only what changed since (services/matching/pool.py).
 """
 from pymongo.errors import DuplicateKeyError
 
@@ -21,12 +28,14 @@ PROFILES = "profiles"
 MATCHES = "matches"
 DEMAND = "demand"
 SETTINGS = "settings"
+POOL_VERSIONS = "pool_versions"
+CHANGES_KEPT = 500
 
 MATCHABLE = {"has_profile": True, "eligible": True, "left": False,
              "$expr": {"$lt": ["$active", "$capacity"]}}
 SCORING_FIELDS = {"site_id": 1, "languages": 1, "districts": 1, "lived_experience": 1,
                   "support_modes": 1, "capacity": 1, "active": 1, "birth_buddy": 1,
-                  "eligible": 1, "has_profile": 1, "left": 1}
+                  "available_days": 1, "eligible": 1, "has_profile": 1, "left": 1}
 
 
 def ensure_indexes(database):
@@ -106,9 +115,15 @@ class Profiles(SiteScopedRepository):
         return list(self.collection.find(self.scoped(filter), SCORING_FIELDS,
                                          session=self.session))
 
-    def take_place(self, volunteer_id, events):
-        """One more open match, only if a place is left: the capacity check
-        and the write are one atomic update, with the events."""
+    def scoring_facts(self, volunteer_ids):
+        """What scoring reads of these volunteers, whatever their state."""
+        return list(self.collection.find(
+            self.scoped({"_id": {"$in": list(volunteer_ids)}}), SCORING_FIELDS,
+            session=self.session))
+
+    def take_place(self, volunteer_id, events=()):
+        """One more live match, only if a place is left: the capacity check
+        and the write are one atomic update."""
         return self.update(dict(MATCHABLE, _id=volunteer_id),
                            {"$inc": {"active": 1}}, events)
 
@@ -120,23 +135,27 @@ class Profiles(SiteScopedRepository):
 class Matches(SiteScopedRepository):
     collection_name = MATCHES
 
-    def add(self, match):
-        return self.insert(match)
-
-    def remove(self, match_id):
-        self.collection.delete_one(self.scoped({"_id": match_id}), session=self.session)
-
     def get(self, match_id):
         return self.find_one({"_id": match_id})
 
     def close(self, match_id, changes, events):
-        """Close an open match; None if it is no longer open."""
-        return self.update({"_id": match_id, "status": domain.OPEN},
+        """Close a proposed or open match; None if it is no longer either."""
+        return self.update({"_id": match_id, "status": {"$in": list(domain.LIVE)}},
                            {"$set": changes}, events)
+
+    def accept(self, match_id, changes, events):
+        """A proposed match becomes open; None if it is no longer proposed."""
+        return self.update({"_id": match_id, "status": domain.PROPOSED},
+                           {"$set": changes}, events)
+
+    def live_for_referral(self, referral_id):
+        """The referral's proposed or open match, if any."""
+        return self.find_one({"referral_id": referral_id,
+                              "status": {"$in": list(domain.LIVE)}})
 
     def flag_for_rematch(self, volunteer_id, reason, when):
         result = self.collection.update_many(
-            self.scoped({"volunteer_id": volunteer_id, "status": domain.OPEN,
+            self.scoped({"volunteer_id": volunteer_id, "status": {"$in": list(domain.LIVE)},
                          "needs_rematch": False}),
             {"$set": {"needs_rematch": True, "rematch_reason": reason,
                       "flagged_at": when}}, session=self.session)
@@ -144,7 +163,7 @@ class Matches(SiteScopedRepository):
 
     def unflag(self, volunteer_id, reason):
         self.collection.update_many(
-            self.scoped({"volunteer_id": volunteer_id, "status": domain.OPEN,
+            self.scoped({"volunteer_id": volunteer_id, "status": {"$in": list(domain.LIVE)},
                          "rematch_reason": reason}),
             {"$set": {"needs_rematch": False, "rematch_reason": None}},
             session=self.session)
@@ -175,15 +194,54 @@ class Demand(SiteScopedRepository):
             filter["_id"] = {"$in": list(referral_ids)}
         return self.find(filter, sort=[("accepted_at", 1), ("_id", 1)])
 
-    def mark_matched(self, referral_id, match_id):
+    def claim(self, referral_id, match_id):
+        """Waiting -> matched for this match, in one conditional update; None
+        if the referral is not waiting (another match claimed it first)."""
         return self.update({"_id": referral_id, "status": domain.WAITING},
                            {"$set": {"status": domain.MATCHED, "match_id": match_id}})
 
-    def after_match(self, referral_id, match_id, rematch):
-        """The referral's match closed: it waits again, or its support is over."""
+    def release(self, referral_id, match_id):
+        """Undo :meth:`claim` (the match could not be made)."""
         return self.update({"_id": referral_id, "match_id": match_id},
-                           {"$set": {"status": domain.WAITING if rematch else domain.CLOSED,
-                                     "match_id": None}})
+                           {"$set": {"status": domain.WAITING, "match_id": None}})
+
+    def after_match(self, referral_id, match_id, rematch, declined_by=None):
+        """The referral's match closed: it waits again, or its support is
+        over; a volunteer who declined it is remembered."""
+        update = {"$set": {"status": domain.WAITING if rematch else domain.CLOSED,
+                           "match_id": None}}
+        if declined_by is not None:
+            update["$push"] = {"declined_by": declined_by}
+        return self.update({"_id": referral_id, "match_id": match_id}, update)
+
+    def left_service(self, referral_id, event_type, when, keep_record):
+        """The referral left the waiting list (withdrawn, declined,
+        signposted or closed). ``keep_record``: remember it even if its
+        acceptance has not arrived yet (events may come out of order)."""
+        return self.update({"_id": referral_id},
+                           {"$set": {"status": domain.CLOSED, "closed_by_event": event_type,
+                                     "closed_at": when}},
+                           upsert=keep_record)
+
+
+class PoolVersions(SiteScopedRepository):
+    """The site's pool version: raised after each change that scoring reads."""
+    collection_name = POOL_VERSIONS
+
+    def get(self):
+        return self.find_one({"_id": self.site_id}) or {"version": 0, "changed": []}
+
+    def touch(self, volunteer_ids):
+        """Raise the version once per volunteer changed, in one atomic
+        update (after the change is written: a reader that saw the old
+        version reads them again)."""
+        volunteer_ids = list(volunteer_ids)
+        if volunteer_ids:
+            self.collection.update_one(
+                self.scoped({"_id": self.site_id}),
+                {"$inc": {"version": len(volunteer_ids)},
+                 "$push": {"changed": {"$each": volunteer_ids, "$slice": -CHANGES_KEPT}}},
+                upsert=True, session=self.session)
 
 
 class Settings(SiteScopedRepository):
@@ -194,7 +252,8 @@ class Settings(SiteScopedRepository):
 
     def weights(self):
         settings = self.get()
-        return dict((settings or {}).get("weights") or domain.DEFAULT_WEIGHTS)
+        # Weights saved before a component existed take its default.
+        return dict(domain.DEFAULT_WEIGHTS, **((settings or {}).get("weights") or {}))
 
     def set_weights(self, weights, when, by):
         return self.update({"_id": self.site_id},

@@ -14,10 +14,16 @@ and removes both at the end, also on error.
   collections, built with the service's own domain functions: 10,000 profile
   PUTs and eligibility events would take minutes and measure something else.
 - Measured: ``matching.suggestions`` over RPC (one caller, one call at a time,
-  a random waiting referral each), end to end at the caller: RPC, the
-  candidates query on the datastore, scoring and ranking; then
-  ``matching.match_plan`` over RPC for the whole waiting list, and the same
-  plan computed in-process (``domain.plan``) to show the solver's share.
+  a random waiting referral each), end to end at the caller, in three
+  states of the service's in-memory pool (services/matching/pool.py):
+  current (one version read, scoring as arrays, ranking); one volunteer
+  changed before each call (a real profile write and its version raise:
+  the pool re-reads that volunteer and rebuilds its arrays); and cold (the
+  whole pool read from the datastore, as on a first call). Beside them, the
+  same suggestion in-process without the pool (the candidates query and
+  scoring): what every call cost before.
+- Then ``matching.match_plan`` over RPC for the whole waiting list, and the
+  same plan computed in-process (``domain.plan``) to show the solver's share.
 """
 import warnings
 
@@ -43,6 +49,7 @@ from nameko.containers import ServiceContainer  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 
 from services.matching import domain, store  # noqa: E402
+from services.matching.pool import Pools  # noqa: E402
 from services.matching.service import MatchingService  # noqa: E402
 from shared.config import load_service_config  # noqa: E402
 from shared.events.types.referrals import NEEDS, SUPPORT_MODES  # noqa: E402
@@ -135,7 +142,10 @@ def main():
               f"--sync-on-commit; vhost {vhost.name})")
 
         with ClusterRpcProxy({"AMQP_URI": vhost.amqp_uri}, timeout=120) as cluster:
-            for referral_id in referral_ids[:args.warmup]:
+            started = time.perf_counter()
+            cluster.matching.suggestions(SITE_ID, referral_ids[0])
+            first = time.perf_counter() - started
+            for referral_id in referral_ids[1:args.warmup]:
                 cluster.matching.suggestions(SITE_ID, referral_id)
             times, candidates = [], []
             for _ in range(args.calls):
@@ -146,10 +156,41 @@ def main():
                 candidates.append(answer["candidates"])
                 if not answer["suggestions"] and answer["candidates"]:
                     raise BenchmarkFailed("suggestions came back empty")
+            # One volunteer changes before each call (capacity up or down by
+            # one, as a coordinator editing a profile would), then its version.
+            changed_times = []
+            volunteers_ids = [f"vol-{i:05d}" for i in range(args.volunteers)]
+            for _ in range(args.calls):
+                volunteer_id = rng.choice(volunteers_ids)
+                database[store.PROFILES].update_one(
+                    {"_id": volunteer_id}, {"$set": {"capacity": rng.randint(1, 3)}})
+                store.PoolVersions(database, SITE_ID).touch([volunteer_id])
+                referral_id = rng.choice(referral_ids)
+                started = time.perf_counter()
+                cluster.matching.suggestions(SITE_ID, referral_id, {"limit": 10})
+                changed_times.append(time.perf_counter() - started)
             print(f"\nsuggestions ({args.volunteers} volunteers; candidates passing the "
                   f"hard rules per call: min {min(candidates)}, median "
                   f"{sorted(candidates)[len(candidates) // 2]}, max {max(candidates)}):")
-            print(figures("matching.suggestions over RPC", times))
+            print(figures("over RPC, pool current", times))
+            print(figures("over RPC, 1 volunteer changed", changed_times))
+            print(f"  {'over RPC, cold (first call)':<34} {first * 1000:8.1f} ms")
+            # In-process: a full reload of the pool, and the path without it.
+            cold, direct = [], []
+            weights = store.Settings(database, SITE_ID).weights()
+            today = datetime.now(timezone.utc).date()
+            for _ in range(5):
+                referral = domain.with_pregnancy(
+                    store.Demand(database, SITE_ID).get(rng.choice(referral_ids)), today)
+                started = time.perf_counter()
+                domain.suggest(referral, Pools().get(database, SITE_ID), weights, 10)
+                cold.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                domain.suggest(referral, store.Profiles(database, SITE_ID).candidates(referral),
+                               weights, 10)
+                direct.append(time.perf_counter() - started)
+            print(figures("in-process, cold pool", cold))
+            print(figures("in-process, no pool (query+score)", direct))
 
             plan_times, plan = [], None
             for _ in range(args.plans):
@@ -170,11 +211,17 @@ def main():
 
         # The same plan in-process: how much of it is the solver.
         volunteers = store.Profiles(database, SITE_ID).candidates()
-        waiting = store.Demand(database, SITE_ID).waiting()
+        today = datetime.now(timezone.utc).date()
+        waiting = [domain.with_pregnancy(d, today)
+                   for d in store.Demand(database, SITE_ID).waiting()]
         weights = dict(domain.DEFAULT_WEIGHTS)
-        started = time.perf_counter()
-        domain.plan(waiting, volunteers, weights)
-        solve = time.perf_counter() - started
+        pool = domain.Pool(volunteers)
+        solves = []
+        for _ in range(3):
+            started = time.perf_counter()
+            domain.plan(waiting, pool, weights)
+            solves.append(time.perf_counter() - started)
+        solve = sorted(solves)[1]
 
         print(f"\nmatch plan ({plan['waiting']} waiting, {plan['volunteers']} volunteers "
               f"with {plan['places']} places left): {len(plan['pairs'])} pairs, "

@@ -3,7 +3,8 @@ the matching service's own schemas, then forwarded to it over RPC with the
 caller's site."""
 from services.gateway import domain, store
 from services.gateway.api import endpoint
-from services.matching.schemas import (ConfirmMatchSchema, DeclineMatchSchema,
+from services.matching.schemas import (AcceptMatchSchema, ConfirmMatchSchema,
+                                       DeclineMatchSchema,
                                        EndMatchSchema, MatchesQuerySchema,
                                        MatchSchema, PlanRequestSchema, PlanSchema,
                                        ProfileOutSchema, ProfileSchema,
@@ -69,7 +70,9 @@ class MatchingEndpoints:
         return self.matching.suggestions(domain.site_scope(call.principal), id,
                                          SuggestionsQuerySchema().dump(call.query))
 
-    @endpoint("POST", "/api/v1/matches", summary="Confirm a volunteer for a referral",
+    @endpoint("POST", "/api/v1/matches",
+              summary="Confirm a volunteer for a referral (or, with propose, ask the "
+                      "volunteer first)",
               status=201, permission="matching:manage", body=ConfirmMatchSchema,
               response=MatchSchema, forwarded=True, audit=("match.confirm", "match"),
               errors=(404, 409))
@@ -90,6 +93,17 @@ class MatchingEndpoints:
         if call.principal.role == domain.VOLUNTEER and call.principal.kind == "user":
             return self.matching.list_matches(site_id, query, call.principal.id)
         raise Forbidden(f"The {call.principal.role} role may not list matches.")
+
+    @endpoint("POST", "/api/v1/matches/<id>/accept",
+              summary="The proposed volunteer accepts the match: it is confirmed",
+              body=AcceptMatchSchema, response=MatchSchema, forwarded=True,
+              audit=("match.accept", "match"), errors=(404, 409))
+    def accept_match(self, call, id):
+        if call.principal.role != domain.VOLUNTEER or call.principal.kind != "user":
+            raise Forbidden("Only the proposed volunteer can accept a match.")
+        return self.matching.accept_match(domain.site_scope(call.principal), id,
+                                          AcceptMatchSchema().dump(call.body),
+                                          call.principal.id)
 
     @endpoint("POST", "/api/v1/matches/<id>/decline",
               summary="The matched volunteer declines the match",

@@ -1,5 +1,5 @@
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -74,20 +74,60 @@ def test_load_score(active, capacity, expected):
 
 
 def test_weighted_score_and_its_breakdown():
-    values = domain.components(referral(), volunteer(active=1))
+    values = domain.components(referral(), volunteer(active=1, available_days=["mon"]))
     assert values == {"area": 1.0, "language": 1.0, "shared_experience": 0.5,
-                      "modes": 0.5, "load": 0.5}
+                      "modes": 0.5, "load": 0.5, "birth_buddy": None,
+                      "availability": pytest.approx(1 / 3)}
     total = domain.weighted_score(values, W)
-    assert total == pytest.approx((3 + 2 + 1 + 0.5 + 0.5) / 9)
+    # Not pregnant: birth buddy is left out of the mean (weight 1).
+    assert total == pytest.approx((3 + 2 + 1 + 0.5 + 0.5 + 0.5 / 3) / 9.5)
     parts = domain.breakdown(values, W)
-    assert parts["area"] == {"value": 1.0, "weight": 3.0, "points": 3.0}
-    assert sum(p["points"] for p in parts.values()) / 9 == pytest.approx(total)
+    assert parts["area"] == {"value": 1.0, "weight": 3.0, "points": 3.0, "applies": True}
+    assert parts["birth_buddy"] == {"value": None, "weight": 1.0, "points": 0.0,
+                                    "applies": False}
+    assert sum(p["points"] for p in parts.values()) / 9.5 == pytest.approx(total, abs=1e-4)
     # Weights change the ranking: only load counts, so the emptier wins.
     only_load = dict.fromkeys(domain.COMPONENTS, 0.0) | {"load": 1.0}
     assert domain.weighted_score(values, only_load) == 0.5
 
 
 # -- each hard rule --------------------------------------------------------------
+
+@pytest.mark.parametrize("due_month, today, expected", [
+    ("2027-03", date(2026, 11, 2), True), ("2026-11", date(2026, 11, 30), True),
+    ("2026-10", date(2026, 11, 1), False), (None, date(2026, 11, 1), False),
+])
+def test_a_parent_is_pregnant_until_the_due_month_is_past(due_month, today, expected):
+    assert domain.is_pregnant(due_month, today) is expected
+    assert domain.with_pregnancy(referral(due_month=due_month), today)["pregnant"] is expected
+
+
+def test_a_pregnant_parent_gets_a_bonus_for_a_birth_buddy():
+    pregnant = domain.with_pregnancy(referral(), date(2026, 11, 2))
+    buddy, other = volunteer(_id="buddy", birth_buddy=True), volunteer(_id="other")
+    assert domain.components(pregnant, buddy)["birth_buddy"] == 1.0
+    assert domain.components(pregnant, other)["birth_buddy"] == 0.0
+    with_buddy = domain.weighted_score(domain.components(pregnant, buddy), W)
+    without = domain.weighted_score(domain.components(pregnant, other), W)
+    assert with_buddy - without == pytest.approx(1.0 / 10.5)   # weight 1 of 10.5
+    _, ranked = domain.suggest(pregnant, [other, buddy], W, limit=2)
+    assert [s["volunteer_id"] for s in ranked] == ["buddy", "other"]
+    assert ranked[0]["breakdown"]["birth_buddy"] == {"value": 1.0, "weight": 1.0,
+                                                     "points": 1.0, "applies": True}
+    # The baby is born: no bonus, a tie broken by id.
+    born = domain.with_pregnancy(referral(due_month="2026-01"), date(2026, 11, 2))
+    _, ranked = domain.suggest(born, [other, buddy], W, limit=2)
+    assert ranked[0]["score"] == ranked[1]["score"]
+    assert ranked[0]["breakdown"]["birth_buddy"]["applies"] is False
+
+
+@pytest.mark.parametrize("days, expected", [
+    ([], 0.0), (["mon"], 1 / 3), (["mon", "thu"], 2 / 3), (["mon", "tue", "wed"], 1.0),
+    (list(domain.DAYS), 1.0), (None, 0.0),
+])
+def test_availability_counts_days_up_to_three(days, expected):
+    assert domain.availability_score(days) == pytest.approx(expected)
+
 
 def test_every_hard_rule_passes_for_a_good_candidate():
     rules = domain.hard_rules(referral(), volunteer())
@@ -98,10 +138,22 @@ def test_every_hard_rule_passes_for_a_good_candidate():
     ({"eligible": False}, "eligible"), ({"has_profile": False}, "eligible"),
     ({"left": True}, "eligible"), ({"site_id": "derby"}, "same_site"),
     ({"active": 2}, "capacity_left"), ({"languages": ["pl"]}, "language"),
+    ({"_id": "declined-it"}, "not_declined_before"),
 ])
 def test_each_hard_rule_fails_on_its_own(change, rule):
-    rules = domain.hard_rules(referral(), volunteer(**change))
+    rules = domain.hard_rules(referral(declined_by=["declined-it"]), volunteer(**change))
     assert domain.failed_rules(rules) == [rule]
+
+
+def test_a_volunteer_who_declined_is_never_suggested_or_planned_again():
+    declined = referral(declined_by=["v1"])
+    count, ranked = domain.suggest(declined, [volunteer(), volunteer(_id="v2")], W, 10)
+    assert count == 1 and [s["volunteer_id"] for s in ranked] == ["v2"]
+    pairs, unmatched = domain.plan([declined], [volunteer()], W)
+    assert pairs == [] and unmatched == ["r1"]
+    with pytest.raises(Conflict) as refused:
+        domain.confirm_match(declined, volunteer(), W, "m", "u", NOW)
+    assert refused.value.errors["hard_rules"] == ["not_declined_before"]
 
 
 def test_language_is_a_hard_rule_only_without_an_interpreter():
@@ -137,12 +189,51 @@ def test_suggestions_rank_candidates_and_leave_out_those_failing_a_rule():
 # -- confirm, decline, end ------------------------------------------------------------
 
 def test_confirm_makes_an_open_match_and_its_event():
-    match, event = domain.confirm_match(referral(), volunteer(), W, "m1", "u9", NOW)
+    match, event = domain.confirm_match(referral(), volunteer(user_id="user-7"), W, "m1",
+                                        "u9", NOW)
     assert match["status"] == domain.OPEN and match["volunteer_id"] == "v1"
+    assert match["confirmed_at"] == NOW and match["proposed_at"] is None
     envelope, data = load_event(event)
     assert envelope["type"] == "match.confirmed" and envelope["siteid"] == "essex"
     assert data["match_id"] == "m1" and data["referral_id"] == "r1"
+    assert data["volunteer_user_id"] == "user-7"
     assert 0 < data["score"] <= 1
+    _, event = domain.confirm_match(referral(), volunteer(), W, "m1", "u9", NOW)
+    assert load_event(event)[1]["volunteer_user_id"] is None
+
+
+def test_a_proposed_match_is_accepted_or_declined_by_the_volunteer():
+    match, event = domain.confirm_match(referral(), volunteer(user_id="user-7"), W, "m1",
+                                        "u9", NOW, propose=True)
+    assert match["status"] == domain.PROPOSED and match["confirmed_at"] is None
+    envelope, data = load_event(event)
+    assert envelope["type"] == "match.proposed"
+    assert data == {"match_id": "m1", "referral_id": "r1", "volunteer_id": "v1",
+                    "volunteer_user_id": "user-7", "proposed_at": NOW.isoformat()}
+    later = NOW + timedelta(hours=2)
+    changes, event = domain.accept_match(match, "user-7", later)
+    assert changes == {"status": domain.OPEN, "confirmed_at": later}
+    envelope, data = load_event(event)
+    assert envelope["type"] == "match.confirmed" and data["confirmed_at"] == later.isoformat()
+    assert data["volunteer_user_id"] == "user-7" and data["score"] == match["score"]
+    with pytest.raises(Conflict):
+        domain.accept_match(dict(match, **changes), "user-7", later)
+    # Declining a proposal closes it; so does ending it.
+    changes, event = domain.decline_match(match, "unavailable", later)
+    assert changes["status"] == domain.DECLINED and event["type"] == "match.declined"
+    with pytest.raises(Conflict):
+        domain.accept_match(dict(match, **changes), "user-7", later)
+    assert domain.end_match(match, "other", later)[0]["status"] == domain.ENDED
+
+
+@pytest.mark.parametrize("reason, expected", [
+    ("completed", "completed"), ("moved_away", "parent_moved"), ("no_contact", "other"),
+    ("safeguarding", "safeguarding"), (None, "other"),
+])
+def test_a_closed_referral_ends_its_match_with_a_reason_of_the_list(reason, expected):
+    from shared.events.types.matching import MATCH_END_REASONS
+    ended = domain.match_end_reason_for_closed_referral(reason)
+    assert ended == expected and ended in MATCH_END_REASONS
 
 
 def test_confirm_refuses_a_failed_hard_rule_or_a_referral_not_waiting():
@@ -207,6 +298,18 @@ def test_profile_is_normalised_and_bad_profiles_are_refused_field_by_field():
 
 def test_weights_and_other_inputs_are_checked():
     assert load_or_fail(WeightsSchema(), dict(W))["area"] == 3.0
+    # Weights of the first five components only (as saved before birth buddy
+    # and availability were scored): those two take their defaults.
+    five = {name: W[name] for name in ("area", "language", "shared_experience", "modes",
+                                       "load")}
+    loaded = load_or_fail(WeightsSchema(), five)
+    assert loaded["birth_buddy"] == 1.0 and loaded["availability"] == 0.5
+    assert load_or_fail(ConfirmMatchSchema(), {"referral_id": "r", "volunteer_id": "v"})[
+        "propose"] is False
+    with pytest.raises(ValidationFailed) as refused:
+        load_or_fail(ConfirmMatchSchema(), {"referral_id": "r", "volunteer_id": "v",
+                                            "propose": [1]})
+    assert set(refused.value.errors) == {"propose"}
     with pytest.raises(ValidationFailed) as refused:
         load_or_fail(WeightsSchema(), dict(W, area=-1, load=11))
     assert set(refused.value.errors) == {"area", "load"}
@@ -287,13 +390,16 @@ def test_the_plan_is_optimal_against_brute_force_on_small_random_cases():
                                 districts=[rng.choice(["CM1", "CM2", "DE22"])],
                                 languages=rng.sample(["en", "pl"], rng.randint(1, 2)),
                                 lived_experience=rng.sample(NEEDS, 2),
-                                support_modes=rng.sample(SUPPORT_MODES, 2))
+                                support_modes=rng.sample(SUPPORT_MODES, 2),
+                                birth_buddy=rng.random() < 0.5,
+                                available_days=rng.sample(domain.DAYS, rng.randint(0, 4)))
                       for i in range(3)]
         referrals = [referral(_id=f"p{i}", area=rng.choice(["CM1", "CM3", "DE22"]),
                               preferred_language=rng.choice(["en", "pl"]),
                               interpreter_needed=rng.random() < 0.3,
                               needs=rng.sample(NEEDS, 2),
-                              preferred_support=rng.sample(SUPPORT_MODES, 1))
+                              preferred_support=rng.sample(SUPPORT_MODES, 1),
+                              pregnant=rng.random() < 0.5)
                      for i in range(4)]
         slots = [(v, k) for v in volunteers for k in range(v["capacity"])]
         best = 0.0
@@ -325,20 +431,23 @@ def test_the_vectorised_scores_equal_the_per_pair_ones():
                             lived_experience=rng.sample(NEEDS, rng.randint(0, 4)),
                             support_modes=rng.sample(SUPPORT_MODES, rng.randint(1, 4)),
                             active=rng.randint(0, 3), capacity=3,
-                            eligible=rng.random() < 0.8)
+                            eligible=rng.random() < 0.8, birth_buddy=rng.random() < 0.3,
+                            available_days=rng.sample(domain.DAYS, rng.randint(0, 5)))
                   for i in range(40)]
     referrals = [referral(_id=f"p{i}", area=rng.choice(["CM1", "CM7", "SW1A", "B1"]),
                           preferred_language=rng.choice(["en", "pl", "pa", "ro"]),
                           interpreter_needed=rng.random() < 0.5,
                           needs=rng.sample(NEEDS, rng.randint(0, 3)),
-                          preferred_support=rng.sample(SUPPORT_MODES, rng.randint(0, 2)))
+                          preferred_support=rng.sample(SUPPORT_MODES, rng.randint(0, 2)),
+                          pregnant=rng.random() < 0.5, declined_by=rng.sample(
+                              [f"v{k}" for k in range(40)], rng.randint(0, 2)))
                  for i in range(25)]
-    base, feasible = domain.pair_matrices(referrals, volunteers, W)
+    base, feasible, totals = domain.pair_matrices(referrals, volunteers, W)
     for i, r in enumerate(referrals):
         for j, v in enumerate(volunteers):
             values = domain.components(r, v)
             expected = domain.weighted_score(dict(values, load=0.0), W)
-            assert base[i, j] == pytest.approx(expected)
+            assert base[i, j] / totals[i] == pytest.approx(expected)
             assert bool(feasible[i, j]) == (not domain.failed_rules(domain.hard_rules(r, v)))
     assert isinstance(base, np.ndarray)
 
@@ -346,3 +455,62 @@ def test_the_vectorised_scores_equal_the_per_pair_ones():
 def test_an_empty_plan():
     assert domain.plan([], [volunteer()], W) == ([], [])
     assert domain.plan([referral()], [], W) == ([], ["r1"])
+
+
+def test_suggestions_scored_as_arrays_rank_as_one_by_one_would():
+    rng = random.Random(11)
+    volunteers = [volunteer(_id=f"v{i:03d}", districts=rng.sample(["CM1", "CM2", "DE22"], 1),
+                            languages=rng.sample(["en", "pl"], rng.randint(1, 2)),
+                            lived_experience=rng.sample(NEEDS, rng.randint(0, 2)),
+                            support_modes=rng.sample(SUPPORT_MODES, rng.randint(1, 2)),
+                            active=rng.randint(0, 2), capacity=2,
+                            birth_buddy=rng.random() < 0.3,
+                            available_days=rng.sample(domain.DAYS, rng.randint(0, 3)))
+                  for i in range(200)]
+    for trial in range(20):
+        r = referral(area=rng.choice(["CM1", "CM5", "DE22"]),
+                     preferred_language=rng.choice(["en", "pl"]),
+                     interpreter_needed=rng.random() < 0.3,
+                     needs=rng.sample(NEEDS, rng.randint(0, 2)),
+                     pregnant=rng.random() < 0.5,
+                     declined_by=rng.sample([v["_id"] for v in volunteers], 3))
+        expected = sorted(
+            ((-round(domain.weighted_score(domain.components(r, v), W), 4), v["_id"])
+             for v in volunteers if not domain.failed_rules(domain.hard_rules(r, v))))
+        pool = domain.Pool(volunteers)
+        count, ranked = domain.suggest(r, pool, W, limit=7)
+        assert count == len(expected)
+        assert [(-s["score"], s["volunteer_id"]) for s in ranked] == expected[:7]
+
+
+def test_a_pool_changed_row_by_row_scores_as_a_pool_built_afresh():
+    rng = random.Random(5)
+
+    def someone(i, **changes):
+        return volunteer(_id=f"v{i:02d}", districts=rng.sample(["CM1", "CM2", "DE22"], 1),
+                         languages=rng.sample(["en", "pl"], rng.randint(1, 2)),
+                         lived_experience=rng.sample(NEEDS, rng.randint(0, 2)),
+                         active=rng.randint(0, 1), capacity=2, **changes)
+    volunteers = {f"v{i:02d}": someone(i) for i in range(30)}
+    pool = domain.Pool(volunteers.values())
+    for _ in range(5):
+        changed = rng.sample(sorted(volunteers), 4)
+        fresh = []
+        for volunteer_id in changed:
+            index = int(volunteer_id[1:])
+            now = someone(index, birth_buddy=rng.random() < 0.5)
+            if rng.random() < 0.3:
+                now["active"] = 2                     # full now: out of the pool
+            volunteers[volunteer_id] = now
+            if now["active"] < now["capacity"]:
+                fresh.append(now)
+        pool = pool.changed(changed, fresh)
+        afresh = domain.Pool([v for v in volunteers.values() if v["active"] < v["capacity"]])
+        assert pool.count() == afresh.count() and pool.places() == afresh.places()
+        for r in (referral(), referral(area="DE22", pregnant=True, declined_by=["v03"]),
+                  referral(preferred_language="pl", interpreter_needed=True)):
+            assert domain.suggest(r, pool, W, 30) == domain.suggest(r, afresh, W, 30)
+        referrals = [referral(_id=f"p{i}", area=rng.choice(["CM1", "DE22"])) for i in range(6)]
+        assert plan_total(domain.plan(referrals, pool, W)[0], W) == pytest.approx(
+            plan_total(domain.plan(referrals, afresh, W)[0], W))
+    assert pool.stale > 0

@@ -17,8 +17,23 @@ MATCH_END_REASONS = ("completed", "parent_ended", "parent_moved",
                      "safeguarding", "other") + MATCH_REMATCH_REASONS
 
 
+@event_type("match.proposed", 1, "matching",
+            "A coordinator proposed a volunteer for an accepted referral; the "
+            "volunteer is asked to accept (the match holds one of their places).")
+class MatchProposedV1(EventData):
+    match_id = fields.String(required=True)
+    referral_id = fields.String(required=True)
+    volunteer_id = fields.String(required=True)
+    volunteer_user_id = fields.String(
+        load_default=None, allow_none=True,
+        metadata={"description": "the volunteer's login, if they have one "
+                                 "(messaging tells them)"})
+    proposed_at = fields.String(required=True)
+
+
 @event_type("match.confirmed", 1, "matching",
-            "A coordinator matched a volunteer to an accepted referral.")
+            "A volunteer is matched to an accepted referral: confirmed by a "
+            "coordinator at once, or accepted by the volunteer after a proposal.")
 class MatchConfirmedV1(EventData):
     match_id = fields.String(required=True)
     referral_id = fields.String(required=True)
