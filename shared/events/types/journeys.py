@@ -14,6 +14,7 @@ GOAL_CATEGORIES = ("wellbeing", "confidence", "feeding", "bonding", "social",
 GOAL_STATUSES = ("set", "in_progress", "achieved", "changed")
 INSTRUMENTS = ("wemwbs", "swemwbs", "hads", "epds")
 TIME_POINTS = ("baseline", "review", "exit")
+HADS_BANDS = ("normal", "borderline", "abnormal")
 JOURNEY_END_REASONS = ("completed", "parent_ended", "moved_away", "no_contact",
                        "rematched", "safeguarding", "other")
 
@@ -39,6 +40,10 @@ class ContactLoggedV1(_JourneyFacts):
     mode = fields.String(required=True, validate=validate.OneOf(CONTACT_MODES))
     duration_minutes = fields.Integer(required=True, validate=validate.Range(min=1, max=24 * 60))
     logged_by_role = fields.String(load_default=None, allow_none=True)
+    made_by = fields.String(
+        load_default="volunteer", validate=validate.OneOf(("volunteer", "coordinator")),
+        metadata={"description": "who had the contact: the volunteer's count as "
+                                 "volunteer hours"})
 
 
 @event_type("goal.set", 1, "journeys",
@@ -69,9 +74,14 @@ class OutcomeRecordedV1(_JourneyFacts):
     scores = fields.Dict(keys=fields.String(), values=fields.Float(), required=True,
                          metadata={"description": "wemwbs: {total}; swemwbs: {raw, "
                                    "metric}; hads: {anxiety, depression}; epds: {total}"})
+    bands = fields.Dict(keys=fields.String(),
+                        values=fields.String(validate=validate.OneOf(HADS_BANDS)),
+                        load_default=dict,
+                        metadata={"description": "hads: {anxiety, depression} each "
+                                  "normal, borderline or abnormal"})
     flags = fields.List(fields.String(), load_default=list,
                         metadata={"description": "e.g. possible_depression, "
-                                  "hads_anxiety_abnormal"})
+                                  "hads_anxiety_abnormal, self_harm_risk"})
     self_harm_risk = fields.Boolean(load_default=False)
 
 
