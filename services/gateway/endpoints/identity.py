@@ -6,6 +6,7 @@ from nameko.rpc import rpc
 
 from services.gateway import credentials, domain, store
 from services.gateway.api import endpoint
+from services.gateway.endpoints.integrations import queue_names
 from services.gateway.schemas import (ApiKeySchema, AuditEntrySchema,
                                       AuditQuerySchema, CreatedApiKeySchema,
                                       MeSchema, NewApiKeySchema, NewSiteSchema,
@@ -114,8 +115,12 @@ class IdentityEndpoints:
     @endpoint("DELETE", "/api/v1/api-keys/<id>", summary="Revoke an API key",
               status=204, permission="api_keys:manage", errors=(404,))
     def revoke_api_key(self, call, id):
-        if store.ApiKeys(self.db).revoke(id, call.principal.site_id, now()) is None:
+        key = store.ApiKeys(self.db).revoke(id, call.principal.site_id, now())
+        if key is None:
             raise NotFound(f"No active API key {id}.")
+        if key["role"] == domain.INTEGRATOR:
+            # Its AMQP queue and broker user go with it.
+            self.integration_broker.revoke(*queue_names(key["site_id"], key["_id"]))
 
     @endpoint("GET", "/api/v1/audit", summary="The audit log, newest first",
               permission="audit:read", query=AuditQuerySchema,

@@ -1,0 +1,1 @@
+"""Webhooks for integrators (the webhooks helper fills this in)."""
