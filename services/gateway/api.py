@@ -192,6 +192,11 @@ def endpoint(method, path, *, summary, permission=None, body=None, query=None,
                         "A service behind the gateway did not answer in time.")):
                     result = fn(self, call, **path_args)
                 outcome = status
+                if isinstance(result, Response):
+                    # Rendered by the endpoint (a CSV, a spreadsheet, a page).
+                    if current_correlation_id():
+                        result.headers["X-Correlation-Id"] = current_correlation_id()
+                    return result
                 if status == 204:
                     return _respond(204, None)
                 dump = response and not forwarded
