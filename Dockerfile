@@ -127,16 +127,19 @@ EOF
 USER 10001:10001
 EXPOSE 8080
 
-# No curl in slim images: Python asks /health/live on the service's own port,
-# found as the entrypoint finds it: the same container defaults, then the
-# address from the service's config (shared.config).
+# No curl in slim images: Python asks /health/ready (broker and database
+# reachable) on the service's own port, found as the entrypoint finds it: the
+# same container defaults, then the address from the service's config
+# (shared.config). compose's depends_on: service_healthy waits for it, so a
+# caller starts once the service it calls can answer; Kubernetes ignores
+# HEALTHCHECK and uses the Deployment's probes (k8s/).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, sys, urllib.request; \
 service = os.environ.get('SERVICE', ''); prefix = service.upper(); port = os.environ.get('HTTP_PORT') or '8080'; \
 os.environ.update({name: os.environ.get(name) or value for name, value in ((prefix + '_HTTP_ADDRESS', '0.0.0.0:' + port), (prefix + '_HOST', '0.0.0.0'), (prefix + '_PORT', port))}); \
 from shared.config import load_service_config; \
 address = str(load_service_config(service)['WEB_SERVER_ADDRESS']); \
-response = urllib.request.urlopen('http://127.0.0.1:' + address.rpartition(':')[2] + '/health/live', timeout=4); \
+response = urllib.request.urlopen('http://127.0.0.1:' + address.rpartition(':')[2] + '/health/ready', timeout=4); \
 sys.exit(0 if response.status == 200 else 1)"]
 
 ENTRYPOINT ["/usr/local/bin/alongside-service"]

@@ -17,6 +17,7 @@ environment and Kubernetes must take it from the Secret, never a value.
 """
 import ast
 import fnmatch
+import functools
 import http.server
 import json
 import os
@@ -37,12 +38,35 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = sorted(path.parent.name
                   for path in ROOT.glob("services/*/config.yaml"))
-INFRA = {"rabbitmq", "mongo", "prometheus"}
+INFRA = {"rabbitmq", "mongo", "prometheus", "grafana", "mailpit"}
 SECRET_NAME = "alongside-secrets"
 SECRET_KEYS = ("AMQP_URI", "MONGODB_URI")
 # Secrets a service needs once (the first admin): their Secret keys may be
 # optional, so that they can be removed after the first start.
 BOOTSTRAP_SECRETS = {"ALONGSIDE_ADMIN_EMAIL", "ALONGSIDE_ADMIN_PASSWORD"}
+# Secrets a service can run without (an SMTP relay that wants no login, as
+# mailpit in compose): compose may default them to empty (${VAR:-}) and
+# their Secret keys may be optional.
+OPTIONAL_SECRETS = {"SMTP_USERNAME", "SMTP_PASSWORD", "NOTIFY_API_KEY",
+                    "RABBITMQ_MANAGEMENT_URL"}
+# Settings read with an empty default that are not secret (Notify template
+# ids): they go in the ConfigMap when set.
+NOT_SECRETS = {"NOTIFY_SMS_TEMPLATE_ID", "NOTIFY_EMAIL_TEMPLATE_ID"}
+
+
+def secret_key(service, variable):
+    """The key of alongside-secrets a service's variable comes from: each
+    service has a MongoDB user of its own, so MONGODB_URI comes from
+    MONGODB_URI_<SERVICE>; every other secret from the key of its name."""
+    if variable == "MONGODB_URI":
+        return f"MONGODB_URI_{service.upper()}"
+    return variable
+
+
+def all_secret_keys():
+    """Every key of alongside-secrets the Deployments may read."""
+    return sorted({secret_key(s, v) for s in SERVICES
+                   for v in (*SECRET_KEYS, *secret_vars(s))})
 COMPOSE_MONGODB_URI = "mongodb://mongo:27017/?replicaSet=rs0"
 
 
@@ -85,7 +109,8 @@ def config_env_var(service, key):
 
 def secret_vars(service):
     """The settings of a service's config.yaml with no default: ``${VAR:}``."""
-    return sorted(set(re.findall(r"\$\{(\w+):\}", service_config_text(service))))
+    return sorted(set(re.findall(r"\$\{(\w+):\}", service_config_text(service)))
+                  - NOT_SECRETS)
 
 
 def address_variables(service):
@@ -137,7 +162,8 @@ def test_gateway_secrets_are_its_settings_without_default():
     assert "gateway" in SERVICES
     assert secret_vars("gateway") == ["ALONGSIDE_ADMIN_EMAIL",
                                       "ALONGSIDE_ADMIN_PASSWORD",
-                                      "GATEWAY_JWT_SECRET"]
+                                      "GATEWAY_JWT_SECRET",
+                                      "RABBITMQ_MANAGEMENT_URL"]
 
 
 def messaging():
@@ -296,13 +322,13 @@ def test_image_runs_as_a_numeric_non_root_user(dockerfile):
     assert int(uid) >= 1000
 
 
-def test_image_healthcheck_asks_health_live_with_python(dockerfile):
+def test_image_healthcheck_asks_health_ready_with_python(dockerfile):
     checks = [a for n, a, _ in final_stage(dockerfile) if n == "HEALTHCHECK"]
     assert checks, "the runtime stage has no HEALTHCHECK"
     options, _, command = checks[-1].partition("CMD ")
     argv = exec_form(command)
     assert argv[0] == "python" and argv[1] == "-c"
-    assert "/health/live" in argv[2]
+    assert "/health/ready" in argv[2]
     assert "curl" not in checks[-1] and "wget" not in checks[-1]
     compile(argv[2], "HEALTHCHECK", "exec")
 
@@ -311,7 +337,7 @@ class _Health(http.server.BaseHTTPRequestHandler):
     status = 200
 
     def do_GET(self):
-        code = self.status if self.path == "/health/live" else 404
+        code = self.status if self.path == "/health/ready" else 404
         self.send_response(code)
         self.end_headers()
 
@@ -491,6 +517,13 @@ def test_dockerignore_keeps_what_the_image_needs():
                    if "tests" not in p.relative_to(ROOT).parts
                    and "__pycache__" not in p.parts]
     needed += [f"services/{s}/config.yaml" for s in SERVICES]
+    # Data files the services read at run time (e.g. journeys' conversion
+    # table) go in too.
+    for directory in ("shared", "services"):
+        needed += [str(p.relative_to(ROOT)) for p in (ROOT / directory).rglob("*")
+                   if p.is_file() and p.suffix not in (".pyc", ".pyo")
+                   and "tests" not in p.relative_to(ROOT).parts
+                   and "__pycache__" not in p.parts]
     for path in needed:
         assert not ignored(path, patterns), f"{path} is left out of the build"
 
@@ -509,7 +542,10 @@ def interpolate(value):
 
 def required_reference(value, var):
     """Whether a compose value is ${VAR:?message} or ${VAR?message}: the
-    environment's value or an error, never a default."""
+    environment's value or an error, never a default; for an optional
+    secret, also ${VAR:-} / ${VAR}: the environment's value or nothing."""
+    if var in OPTIONAL_SECRETS and re.fullmatch(rf"\$\{{{var}(:?-)?\}}", value):
+        return True
     return re.fullmatch(rf"\$\{{{var}:?\?[^}}]*\}}", value) is not None
 
 
@@ -612,15 +648,46 @@ def test_the_gateway_calls_services_over_rpc():
     assert "referrals" in rpc_targets("gateway")
 
 
+def depends_on(compose, service):
+    depends = compose["services"][service].get("depends_on") or {}
+    if isinstance(depends, list):
+        depends = {name: {"condition": "service_started"} for name in depends}
+    return depends
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_compose_service_waits_for_the_services_it_calls(compose, service):
     """A caller started before the service it calls over RPC fails its first
-    requests; compose starts it once they are healthy."""
-    depends = compose["services"][service].get("depends_on") or {}
+    requests; compose starts it once they are healthy. Where two services
+    call each other (messaging asks the gateway for a site's coordinators,
+    the gateway calls messaging), compose cannot wait both ways: the one
+    whose target waits for it is let off."""
+    depends = depends_on(compose, service)
     for target in rpc_targets(service):
         assert target in SERVICES, f"{service} calls {target}, not a service"
+        if service in depends_on(compose, target):
+            continue
         assert depends.get(target, {}).get("condition") == "service_healthy", \
             f"{service} calls {target} over RPC but does not wait for it"
+
+
+def test_compose_dependencies_have_no_cycle(compose):
+    """compose refuses to start a stack whose depends_on make a cycle."""
+    visiting, done = set(), set()
+
+    def visit(name, path):
+        assert name not in visiting, f"depends_on cycle: {' -> '.join(path)}"
+        if name in done:
+            return
+        visiting.add(name)
+        for target in depends_on(compose, name):
+            assert target in compose["services"], f"{name} waits for {target}?"
+            visit(target, path + [target])
+        visiting.discard(name)
+        done.add(name)
+
+    for name in compose["services"]:
+        visit(name, [name])
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -628,6 +695,8 @@ def test_compose_requires_the_service_secrets_from_the_environment(
         compose, service):
     env = environment(compose["services"][service])
     for var in secret_vars(service):
+        if var in OPTIONAL_SECRETS and var not in env:
+            continue
         assert required_reference(env.get(var, ""), var), \
             f"{service}: {var} must be ${{{var}:?message}}, not {env.get(var)!r}"
 
@@ -686,6 +755,45 @@ def test_compose_rabbitmq_loads_the_definitions(compose):
         conf["load_definitions"]
 
 
+def test_compose_rabbitmq_enables_management_and_prometheus(compose):
+    rabbitmq = compose["services"]["rabbitmq"]
+    assert mount_target(rabbitmq, "./infra/rabbitmq/enabled_plugins") == \
+        "/etc/rabbitmq/enabled_plugins"
+    text = (ROOT / "infra/rabbitmq/enabled_plugins").read_text().strip()
+    match = re.fullmatch(r"\[([a-z_,\s]*)\]\.", text)
+    assert match, f"enabled_plugins is not an Erlang list: {text}"
+    plugins = {p.strip() for p in match.group(1).split(",")}
+    assert {"rabbitmq_management", "rabbitmq_prometheus"} <= plugins
+    prometheus = load_yaml("infra/prometheus/prometheus.yml")
+    assert any(("rabbitmq", 15692) in scrape_targets(job)
+               for job in prometheus["scrape_configs"])
+
+
+def test_compose_messaging_sends_email_to_mailpit(compose):
+    messaging = environment(compose["services"]["messaging"])
+    assert messaging["SMTP_HOST"] == "mailpit"
+    assert messaging["SMTP_PORT"] == "1025"
+    mailpit = compose["services"]["mailpit"]
+    assert mailpit["image"].startswith("axllent/mailpit:")
+    assert any(str(p).endswith(":1025") for p in mailpit["ports"])
+    assert "mailpit" in depends_on(compose, "messaging")
+
+
+def test_compose_grafana_is_provisioned_from_the_repository(compose):
+    grafana = compose["services"]["grafana"]
+    assert mount_target(grafana, "./infra/grafana/provisioning") == \
+        "/etc/grafana/provisioning"
+    provider = load_yaml("infra/grafana/provisioning/dashboards/alongside.yml")
+    path = provider["providers"][0]["options"]["path"]
+    assert mount_target(grafana, "./infra/grafana/dashboards") == path
+    datasource = load_yaml("infra/grafana/provisioning/datasources/prometheus.yml")
+    url = urlparse(datasource["datasources"][0]["url"])
+    assert url.hostname == "prometheus" and url.port == 9090
+    env = environment(grafana)
+    assert required_reference(env["GF_SECURITY_ADMIN_PASSWORD"],
+                              "GRAFANA_ADMIN_PASSWORD")
+
+
 def test_compose_rabbitmq_healthcheck_creates_the_user(compose):
     """A node that loads definitions at boot seeds no default user, and the
     definitions hold none: the healthcheck script makes it."""
@@ -721,6 +829,12 @@ def test_compose_prometheus_uses_the_repository_config(compose):
     prometheus = compose["services"]["prometheus"]
     assert mount_target(prometheus, "./infra/prometheus/prometheus.yml") == \
         "/etc/prometheus/prometheus.yml"
+    # rule_files are relative to the config file: rules/ beside it.
+    config = load_yaml("infra/prometheus/prometheus.yml")
+    assert config["rule_files"] == ["rules/*.yml"]
+    assert mount_target(prometheus, "./infra/prometheus/rules") == \
+        "/etc/prometheus/rules"
+    assert list((ROOT / "infra/prometheus/rules").glob("*.yml"))
 
 
 # --- infra/rabbitmq -----------------------------------------------------------
@@ -877,14 +991,17 @@ def test_prometheus_scrapes_every_service():
 
 # --- k8s --------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
 def k8s_documents():
+    """(path, document) of every YAML document under k8s/, parsed once per
+    run (a tuple: callers copy a document before changing it)."""
     documents = []
     for path in sorted((ROOT / "k8s").rglob("*.y*ml")):
         with open(path) as stream:
             for document in yaml.load_all(stream, Loader=PlainLoader):
                 if document is not None:
                     documents.append((path.relative_to(ROOT), document))
-    return documents
+    return tuple(documents)
 
 
 def base_documents(kind):
@@ -972,9 +1089,9 @@ def test_deployment_reads_credentials_from_the_secret(deployment):
         assert "value" not in env[key], f"{service}: {key} has a committed value"
         reference = dict(env[key].get("valueFrom", {}).get("secretKeyRef") or {})
         optional = reference.pop("optional", False)
-        assert reference == {"name": SECRET_NAME, "key": key}, \
+        assert reference == {"name": SECRET_NAME, "key": secret_key(service, key)}, \
             f"{service}: {key} must come from the Secret {SECRET_NAME}"
-        assert not optional or key in BOOTSTRAP_SECRETS, \
+        assert not optional or key in BOOTSTRAP_SECRETS | OPTIONAL_SECRETS, \
             f"{service}: {key} is needed at every start, it cannot be optional"
     for source in container_of(manifest).get("envFrom") or []:
         assert "secretRef" not in source or \
@@ -989,7 +1106,7 @@ def test_k8s_commits_no_secret_value():
     """Anywhere under k8s/ (overlays and patches too), a secret is only ever
     named with a secretKeyRef: never a ConfigMap entry, an env value or a
     generator literal."""
-    secrets = {*SECRET_KEYS, *all_secret_vars()}
+    secrets = {*SECRET_KEYS, *all_secret_vars(), *all_secret_keys()}
     for file, document in k8s_documents():
         for path, key, value in walk(document):
             where = f"{file}: {'.'.join(map(str, path))}"
@@ -1081,20 +1198,61 @@ def test_overlay_builds_on_base(overlay):
             assert (directory / patch["path"]).is_file(), patch["path"]
 
 
-def test_overlays_differ_in_replicas():
-    counts = {}
-    for overlay in OVERLAYS:
-        replicas = kustomization(f"overlays/{overlay}").get("replicas") or []
-        counts[overlay] = {r["name"]: r["count"] for r in replicas}
-        assert set(counts[overlay]) == set(SERVICES), overlay
+def overlay_documents(overlay, kind):
+    """The documents of a kind an overlay adds to base (its resources other
+    than ../../base)."""
+    found = {}
+    for resource in kustomization(f"overlays/{overlay}")["resources"]:
+        if resource.startswith(".."):
+            continue
+        with open(ROOT / "k8s/overlays" / overlay / resource) as stream:
+            for document in yaml.load_all(stream, Loader=PlainLoader):
+                if document and document.get("kind") == kind:
+                    found[document["metadata"]["name"]] = document
+    return found
+
+
+def test_base_deployments_leave_replicas_to_the_overlay():
+    """A fixed spec.replicas would undo the autoscaler's count at every
+    apply: dev sets it, production's HorizontalPodAutoscalers do."""
+    for name, deployment in base_documents("Deployment").items():
+        assert "replicas" not in deployment["spec"], name
+
+
+def test_dev_runs_one_replica_and_production_autoscales_from_more():
+    replicas = kustomization("overlays/dev").get("replicas") or []
+    dev = {r["name"]: r["count"] for r in replicas}
+    assert not kustomization("overlays/production").get("replicas")
+    autoscalers = overlay_documents("production", "HorizontalPodAutoscaler")
     for service in SERVICES:
-        assert counts["production"][service] > counts["dev"][service]
+        assert dev.get(service) == 1, f"dev: {service} has no replica count"
+        hpa = autoscalers.get(service)
+        assert hpa, f"production: no HorizontalPodAutoscaler for {service}"
+        target = hpa["spec"]["scaleTargetRef"]
+        assert (target["kind"], target["name"]) == ("Deployment", service)
+        assert hpa["spec"]["minReplicas"] > dev[service]
+        assert hpa["spec"]["maxReplicas"] >= hpa["spec"]["minReplicas"]
+        metrics = hpa["spec"]["metrics"]
+        assert metrics and all(m["type"] == "Resource" for m in metrics)
+
+
+def test_every_service_has_a_disruption_budget_that_never_blocks_a_drain():
+    budgets = base_documents("PodDisruptionBudget")
+    for service in SERVICES:
+        budget = budgets.get(service)
+        assert budget, f"no PodDisruptionBudget for {service}"
+        labels = base_documents("Deployment")[service]["spec"]["template"][
+            "metadata"]["labels"]
+        assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        # With one replica (dev) minAvailable: 1 would block every drain.
+        assert budget["spec"].get("maxUnavailable") == 1
+        assert "minAvailable" not in budget["spec"]
 
 
 def test_k8s_readme_says_how_to_create_the_secret():
     text = (ROOT / "k8s/README.md").read_text()
     assert SECRET_NAME in text
-    for key in (*SECRET_KEYS, *all_secret_vars()):
+    for key in (*SECRET_KEYS, *all_secret_vars(), *all_secret_keys()):
         assert f"`{key}`" in text, f"k8s/README.md does not document {key}"
 
 
@@ -1116,13 +1274,21 @@ def test_overlay_renders(overlay):
     documents = [d for d in yaml.safe_load_all(result.stdout) if d]
     namespace = kustomization(f"overlays/{overlay}")["namespace"]
     replicas = {r["name"]: r["count"]
-                for r in kustomization(f"overlays/{overlay}")["replicas"]}
+                for r in kustomization(f"overlays/{overlay}").get("replicas") or []}
     deployments = {d["metadata"]["name"]: d for d in documents
                    if d["kind"] == "Deployment"}
+    autoscalers = {d["metadata"]["name"] for d in documents
+                   if d["kind"] == "HorizontalPodAutoscaler"}
     assert set(deployments) == set(SERVICES)
     for name, deployment in deployments.items():
         assert deployment["metadata"]["namespace"] == namespace
-        assert deployment["spec"]["replicas"] == replicas[name]
+        if name in autoscalers:
+            assert "replicas" not in deployment["spec"], name
+        else:
+            assert deployment["spec"]["replicas"] == replicas[name]
         image = container_of(deployment)["image"]
         assert ":" in image.rsplit("/", 1)[-1], f"{image} has no tag"
+    for document in documents:
+        if document["kind"] != "Namespace":
+            assert document["metadata"]["namespace"] == namespace, document["kind"]
     assert not [d for d in documents if d["kind"] == "Secret"]
