@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PLATFORM := $(PY) infra/local/localctl.py
 PYTEST_FLAGS ?=
 
-.PHONY: help venv run up stop status test lint test-unit test-integration test-slow test-stress bench bench-matching dead-letters replay-dead-letters clean
+.PHONY: help venv run up stop status demo test lint test-unit test-integration test-slow test-stress bench bench-matching bench-reporting rebuild-reporting dead-letters replay-dead-letters tools clean
 
 help:
 	@echo "make run      install, start RabbitMQ, the datastore and every service, show it working"
@@ -15,7 +15,10 @@ help:
 	@echo "make status   what is running where"
 	@echo "make test     install and run every test (unit, integration, faults)"
 	@echo "make test-unit | test-integration | test-slow   one suite"
-	@echo "make bench    event backbone benchmark; make bench-matching: suggestions and match plan"
+	@echo "make demo     on a running system (make run): the golden path over the API, then the quarter's report"
+	@echo "make bench    event backbone benchmark; make bench-matching: suggestions and match plan;"
+	@echo "              make bench-reporting: projection rebuild and report times"
+	@echo "make rebuild-reporting [SITE=...]   rebuild reporting's projections from its archive"
 	@echo "make dead-letters SERVICE=reporting | make replay-dead-letters SERVICE=reporting [EVENT_IDS=...]"
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -38,11 +41,18 @@ stop:
 status: venv
 	$(PLATFORM) status
 
-test: venv lint
+demo: venv
+	PYTHONWARNINGS=ignore $(PY) infra/local/demo.py
+
+# promtool and prometheus (Debian's package) for the alert-rule and scrape tests.
+tools:
+	@sh infra/tools/install.sh || echo "promtool/prometheus not installed: their tests will skip"
+
+test: venv lint tools
 	$(PLATFORM) broker
 	$(PY) -m pytest -m "not stress" $(PYTEST_FLAGS)
 
-# Concurrency races kept out of make test: one has hung secantusdb (see README).
+# The heavier capacity race; the normal one runs in make test.
 test-stress: venv
 	$(PLATFORM) broker
 	$(PY) -m pytest -m stress $(PYTEST_FLAGS)
@@ -69,6 +79,12 @@ bench: venv
 bench-matching: venv
 	$(PLATFORM) broker
 	$(PY) tests/benchmarks/bench_matching.py
+
+bench-reporting: venv
+	$(PY) tests/benchmarks/bench_reporting.py
+
+rebuild-reporting: venv
+	$(PY) -m services.reporting.rebuild $(if $(SITE),--site $(SITE))
 
 dead-letters: venv
 	$(PY) -m shared.deadletters list $(SERVICE)

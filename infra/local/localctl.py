@@ -37,6 +37,9 @@ MONGO_HOST = "127.0.0.1"
 MONGO_PORT = int(os.environ.get("ALONGSIDE_MONGO_PORT", "27017"))
 MONGODB_URI = (f"mongodb://{MONGO_HOST}:{MONGO_PORT}/"
                "?retryWrites=false&directConnection=true")
+SMTP_HOST = "127.0.0.1"
+SMTP_PORT = int(os.environ.get("ALONGSIDE_SMTP_PORT", "1025"))
+MAIL = os.path.join(LOCAL, "mail")
 
 
 def say(message):
@@ -72,7 +75,7 @@ def running_pid(name):
         # A stale pid file may name a process that reused the pid: check.
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
             command = handle.read()
-        if b"nameko" in command or b"secantus" in command:
+        if any(ours in command for ours in (b"nameko", b"secantus", b"mailcatcher")):
             return pid
     except (OSError, ValueError):
         pass
@@ -154,6 +157,20 @@ def ensure_datastore():
     wait_for(mongo_answers, 60, "secantusdb")
 
 
+# -- a development mail server ----------------------------------------------
+
+def ensure_mailcatcher():
+    """Messaging's email goes to a local SMTP server that keeps it in
+    .local/mail (nothing leaves the machine)."""
+    if port_open(SMTP_HOST, SMTP_PORT):
+        say(f"SMTP answers on {SMTP_HOST}:{SMTP_PORT}")
+        return
+    say(f"starting the mail catcher on {SMTP_HOST}:{SMTP_PORT} (mail kept in {MAIL})")
+    spawn("mail", [PYTHON, "infra/local/mailcatcher.py", "--host", SMTP_HOST,
+                   "--port", str(SMTP_PORT), "--folder", MAIL])
+    wait_for(lambda: port_open(SMTP_HOST, SMTP_PORT), 20, "the mail catcher")
+
+
 # -- services -------------------------------------------------------------
 
 def services():
@@ -213,6 +230,8 @@ def local_secrets():
 
 def start_services():
     env = dict(os.environ, PYTHONPATH=ROOT, MONGODB_URI=MONGODB_URI,
+               SMTP_HOST=SMTP_HOST, SMTP_PORT=str(SMTP_PORT),
+               RABBITMQ_MANAGEMENT_URL=f"http://guest:guest@{AMQP_HOST}:{MANAGEMENT_PORT}",
                PYTHONWARNINGS="ignore", **local_secrets())
     for name, cls, address in services():
         if running_pid(name):
@@ -235,6 +254,8 @@ def status():
     rows = [("rabbitmq", "up" if port_open(AMQP_HOST, AMQP_PORT) else "down",
              f"amqp://{AMQP_HOST}:{AMQP_PORT}  http://{AMQP_HOST}:{MANAGEMENT_PORT}")]
     rows.append(("mongo", "up" if mongo_answers() else "down", MONGODB_URI))
+    rows.append(("mail", "up" if port_open(SMTP_HOST, SMTP_PORT) else "down",
+                 f"smtp://{SMTP_HOST}:{SMTP_PORT}  messages in {MAIL}"))
     for name, _, address in services():
         pid = running_pid(name)
         state = ("ready" if ready(address) else "starting") if pid else "stopped"
@@ -249,6 +270,7 @@ def up():
     os.makedirs(PIDS, exist_ok=True)
     ensure_broker()
     ensure_datastore()
+    ensure_mailcatcher()
     start_services()
     say("all services ready:")
     status()
@@ -273,6 +295,7 @@ def down():
     for name, _, _ in services():
         stop_pid(name)
     stop_pid("mongo")
+    stop_pid("mail")
     marker = os.path.join(PIDS, "rabbitmq.started-by-us")
     if os.path.exists(marker):
         subprocess.run(["rabbitmqctl", "stop"], check=False)

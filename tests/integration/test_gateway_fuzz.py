@@ -8,8 +8,11 @@ import sys
 import pytest
 
 from services.gateway.service import GatewayService
+from services.journeys.service import JourneysService
 from services.matching.service import MatchingService
+from services.messaging.service import MessagingService
 from services.referrals.service import ReferralsService
+from services.reporting.service import ReportingService
 from services.training.service import TrainingService
 from tests.support import ADMIN, Api, encryption_settings, gateway_settings
 
@@ -37,6 +40,10 @@ def test_schemathesis_finds_no_server_errors(start_service, tmp_path):
     start_service(ReferralsService, ENCRYPTION=encryption_settings())
     start_service(TrainingService, ENCRYPTION=encryption_settings())
     start_service(MatchingService)
+    start_service(JourneysService, ENCRYPTION=encryption_settings())
+    start_service(MessagingService, ENCRYPTION=encryption_settings(),
+                  SMTP={"HOST": ""}, NOTIFY={"API_KEY": ""})
+    start_service(ReportingService)
     _, config = start_service(GatewayService, GATEWAY=gateway_settings(
         RATE_LIMITS={"login": {"LIMIT": 100000, "WINDOW_SECONDS": 60}}))
     api = Api(config["WEB_SERVER_ADDRESS"])
