@@ -3,7 +3,7 @@ import pytest
 
 from services.gateway.service import GatewayService
 from services.referrals.service import ReferralsService
-from tests.support import (ADMIN, Api, Broker, encryption_settings,
+from tests.support import (ADMIN, Api, Broker, MailServer, encryption_settings,
                            gateway_settings)
 
 
@@ -57,3 +57,11 @@ def world(start_service, start_gateway):
         assert answer.status_code == 201, answer.text
         coordinators[code] = api.login(email, "a long enough pw")
     return api, admin, sites, coordinators
+
+
+@pytest.fixture
+def smtp_server():
+    server = MailServer()
+    server.controller.start()
+    yield server
+    server.controller.stop()

@@ -6,10 +6,13 @@ import urllib.error
 import urllib.request
 import uuid
 from datetime import datetime, timezone
+from email import message_from_bytes, policy
 
 import requests
+from aiosmtpd.controller import Controller
 from kombu import Connection, Producer, Queue
 
+from conftest import free_port
 from shared.events import CATALOGUE, new_event
 from shared.messaging import declare_event_topology, event_exchange
 
@@ -174,3 +177,33 @@ def referral_form(**changes):
     """A complete referral form with some fields changed (None removes one)."""
     form = dict(REFERRAL, **changes)
     return {k: v for k, v in form.items() if v is not None}
+
+
+# -- the edge: a real SMTP server ------------------------------------------------
+
+class MailServer:
+    """aiosmtpd on a free loopback port, keeping every message it is given."""
+
+    def __init__(self):
+        self.messages = []
+        self.port = free_port()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("bounce"):
+            return f"550 5.1.1 <{address}>: no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        self.messages.append({"to": list(envelope.rcpt_tos), "from": envelope.mail_from,
+                              "message": message})
+        return "250 Message accepted"
+
+    def to(self, address):
+        return [m["message"] for m in self.messages if address in m["to"]]
+
+    def wait_for(self, address, count=1, timeout=15):
+        return wait_until(lambda: len(self.to(address)) >= count and self.to(address),
+                          timeout, what=f"{count} email(s) to {address}")

@@ -12,9 +12,13 @@ HTTP API only; then the quarter's report.
 4. The coordinator triages each (accept), asks for suggestions and confirms
    the volunteer; journeys opens the journey.
 5. The volunteer logs contacts, a goal is set and reviewed, WEMWBS and EPDS
-   are recorded at baseline and exit, and the journey ends.
-6. Reporting shows the quarter (printed here; CSV, XLSX and the chart page
-   saved under --out).
+   are recorded at baseline and exit, and the journey ends. For the first
+   parent an EPDS review answers item 10 (self-harm) above 0: referrals
+   raises a safeguarding concern at once and the coordinator acknowledges
+   and resolves it.
+6. Messaging's delivery log shows who was told (email lands in the mail
+   catcher, .local/mail/); reporting shows the quarter (printed here; CSV,
+   XLSX and the chart page saved under --out).
 
 Every person is made up. Run it again and it adds to the same site.
 """
@@ -87,11 +91,13 @@ def wemwbs(raised):
     return [2] * raised + [1] * (14 - raised)
 
 
-def epds(level):
+def epds(level, self_harm=False):
     """Items 1-9 each scoring ``level`` (0-3): items 1, 2 and 4 score from the
     first option down, the others are reversed; item 10 (self-harm) answered
-    with its last option, 'never' (scoring 0)."""
-    return [level if item in (1, 2, 4) else 3 - level for item in range(1, 10)] + [3]
+    with its last option, 'never' (scoring 0), or with 'hardly ever'
+    (scoring 1) when ``self_harm``."""
+    return [level if item in (1, 2, 4) else 3 - level for item in range(1, 10)] + [
+        2 if self_harm else 3]
 
 
 # Per parent: (WEMWBS items raised at baseline, at exit), (EPDS level at
@@ -203,9 +209,47 @@ def support(volunteer, coordinator, journey_id, today, n):
             call("POST", f"/journeys/{journey_id}/outcome-measures", volunteer, json={
                 "instrument": instrument, "time_point": time_point,
                 "recorded_on": str(when), "answers": answers})
+    if n == 1:
+        safeguarding_from_epds(volunteer, coordinator, journey_id, today)
     call("POST", f"/journeys/{journey_id}/end", coordinator, json={"reason": "completed"})
     say("  4 contacts, a goal set and achieved, WEMWBS and EPDS at baseline and exit; "
         "journey ended")
+
+
+def safeguarding_from_epds(volunteer, coordinator, journey_id, today):
+    """An EPDS review with item 10 above 0: the concern is raised by the
+    service, not by the caller; the coordinator acknowledges and resolves it."""
+    journey = call("GET", f"/journeys/{journey_id}", coordinator).json()
+    call("POST", f"/journeys/{journey_id}/outcome-measures", volunteer, json={
+        "instrument": "epds", "time_point": "review", "recorded_on": str(today),
+        "answers": epds(1, self_harm=True)})
+    [concern] = wait_for("the EPDS item 10 answer to raise a safeguarding concern",
+                         lambda: call("GET", "/safeguarding-concerns", coordinator, params={
+                             "referral_id": journey["referral_id"]}).json()["items"])
+    say(f"  EPDS review, item 10 above 0: safeguarding concern {concern['id']} "
+        f"({concern['severity']}) raised at once")
+    call("POST", f"/safeguarding-concerns/{concern['id']}/acknowledge", coordinator,
+         json={"notes": "Called the parent the same hour; GP informed."})
+    call("POST", f"/safeguarding-concerns/{concern['id']}/resolve", coordinator,
+         json={"notes": "Perinatal mental health team involved; plan agreed."})
+    say("  the coordinator acknowledged and resolved it")
+
+
+def print_messages(coordinator):
+    """Messaging's delivery log: kinds, channels, recipients and statuses
+    (never the content or the address)."""
+    log = wait_for("messaging to deliver", lambda: [
+        m for m in call("GET", "/messages", coordinator, params={"limit": 200}).json()
+        if m["status"] in ("sent", "failed", "skipped")])
+    tally = {}
+    for message in log:
+        key = (message["kind"], message["recipient_kind"], message["channel"],
+               message["status"])
+        tally[key] = tally.get(key, 0) + 1
+    say("messages (delivery log):")
+    for (kind, recipient, channel, status), count in sorted(tally.items(), key=str):
+        print(f"    {kind:<22} to {recipient:<12} by {channel or '-':<6} {status:<8} x{count}")
+    return log
 
 
 def counts_of(report):
@@ -242,14 +286,22 @@ def print_report(report):
               f"than {o['meaningful_change']:g}: {o['improved']} of {o['n_pairs']}")
 
 
-def main():
+def main(argv=None, admin_credentials=None):
+    """``admin_credentials`` (email, password): by default this machine's,
+    from .local/secrets.env."""
+    global API
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parents", type=int, default=3)
     parser.add_argument("--out", default=os.path.join(ROOT, ".local", "reports"))
-    args = parser.parse_args()
+    parser.add_argument("--api", default=API, help="the gateway's /api/v1 (ALONGSIDE_API)")
+    args = parser.parse_args(argv)
+    API = args.api.rstrip("/")
     today = date.today()
-    secrets = local_secrets()
-    admin = login(secrets["ALONGSIDE_ADMIN_EMAIL"], secrets["ALONGSIDE_ADMIN_PASSWORD"])
+    if admin_credentials is None:
+        secrets = local_secrets()
+        admin_credentials = (secrets["ALONGSIDE_ADMIN_EMAIL"],
+                             secrets["ALONGSIDE_ADMIN_PASSWORD"])
+    admin = login(*admin_credentials)
     site = setup_site(admin)
     coordinator = login(*COORDINATOR)
     midwife_key = call("POST", "/api-keys", coordinator, json={
@@ -276,6 +328,7 @@ def main():
             return True
         return False
     wait_for("reporting to see the support", report_caught_up)
+    print_messages(coordinator)
     print_report(expected)
     os.makedirs(args.out, exist_ok=True)
     for fmt in ("csv", "xlsx", "html"):

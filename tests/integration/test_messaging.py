@@ -6,13 +6,11 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from zoneinfo import ZoneInfo
 
 import jwt
 import pytest
-from aiosmtpd.controller import Controller
 from nameko.standalone.rpc import ServiceRpcProxy
 
 from conftest import free_port
@@ -31,42 +29,6 @@ NO_QUIET_HOURS = {"START": "00:00", "END": "00:00", "TIMEZONE": "Europe/London"}
 
 
 # -- the edges: a real SMTP server and a GOV.UK Notify stand-in ---------------------
-
-class MailServer:
-    """aiosmtpd on a free loopback port, keeping every message it is given."""
-
-    def __init__(self):
-        self.messages = []
-        self.port = free_port()
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address.startswith("bounce"):
-            return f"550 5.1.1 <{address}>: no such mailbox"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        message = message_from_bytes(envelope.content, policy=policy.default)
-        self.messages.append({"to": list(envelope.rcpt_tos), "from": envelope.mail_from,
-                              "message": message})
-        return "250 Message accepted"
-
-    def to(self, address):
-        return [m["message"] for m in self.messages if address in m["to"]]
-
-    def wait_for(self, address, count=1, timeout=15):
-        return wait_until(lambda: len(self.to(address)) >= count and self.to(address),
-                          timeout, what=f"{count} email(s) to {address}")
-
-
-@pytest.fixture
-def smtp_server():
-    server = MailServer()
-    server.controller.start()
-    yield server
-    server.controller.stop()
-
 
 class NotifyStandIn(BaseHTTPRequestHandler):
     """POST /v2/notifications/sms and /email as GOV.UK Notify answers them:
