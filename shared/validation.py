@@ -1,5 +1,5 @@
 """Loading input with a marshmallow schema, failing with field errors."""
-from marshmallow import ValidationError
+from marshmallow import RAISE, Schema, ValidationError
 
 from shared.errors import ValidationFailed
 
@@ -13,3 +13,10 @@ def load_or_fail(schema, payload, detail="The request has invalid fields."):
         return schema.load(payload)
     except ValidationError as error:
         raise ValidationFailed(detail, error.messages)
+
+
+class Strict(Schema):
+    """The base of every input schema: a field it does not name is refused
+    (a typo is an error, never silently dropped)."""
+    class Meta:
+        unknown = RAISE

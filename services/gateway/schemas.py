@@ -5,11 +5,7 @@ from marshmallow import RAISE, Schema, fields, post_load, pre_load, validate
 from services.gateway.domain import ROLES, SITE_CODE
 from shared.events.catalogue import LANGUAGE_TAG, POSTCODE_DISTRICT
 from shared.events.types.journeys import INSTRUMENTS
-
-
-class Strict(Schema):
-    class Meta:
-        unknown = RAISE
+from shared.validation import Strict
 
 
 class NewSiteSchema(Strict):

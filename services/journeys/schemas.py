@@ -1,19 +1,15 @@
 """Payloads of the journeys service's RPC entrypoints (and the gateway's
 journeys endpoints, which check input with these same schemas)."""
-from marshmallow import (RAISE, Schema, ValidationError, fields, validate,
+from marshmallow import (Schema, ValidationError, fields, validate,
                          validates_schema)
 
 from services.journeys import instruments
 from services.journeys.domain import CONTACT_MADE_BY
 from shared.events.types.journeys import (CONTACT_MODES, GOAL_CATEGORIES, GOAL_STATUSES,
                                           INSTRUMENTS, JOURNEY_END_REASONS, TIME_POINTS)
+from shared.validation import Strict
 
 ID = validate.Length(min=1, max=100)
-
-
-class Strict(Schema):
-    class Meta:
-        unknown = RAISE
 
 
 class JourneyQuerySchema(Strict):

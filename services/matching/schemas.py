@@ -1,19 +1,15 @@
 """Payloads of the matching service's RPC entrypoints (and the gateway's
 matching endpoints, which check input with these same schemas)."""
-from marshmallow import (RAISE, Schema, ValidationError, fields, post_load,
+from marshmallow import (Schema, ValidationError, fields, post_load,
                          pre_load, validate, validates_schema)
 
 from services.matching.domain import COMPONENTS, DAYS, DEFAULT_WEIGHTS
 from shared.events.catalogue import LANGUAGE_TAG, POSTCODE_DISTRICT
 from shared.events.types.matching import MATCH_DECLINE_REASONS, MATCH_END_REASONS
 from shared.events.types.referrals import NEEDS, SUPPORT_MODES
+from shared.validation import Strict
 
 ID = validate.Length(min=1, max=100)
-
-
-class Strict(Schema):
-    class Meta:
-        unknown = RAISE
 
 
 def _choices(values, **kwargs):

@@ -1,19 +1,15 @@
 """Payloads of the messaging service's RPC entrypoints (and the gateway's
 HTTP bodies for them)."""
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
+from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from services.messaging import domain
 from shared.events.catalogue import LANGUAGE_TAG
 from shared.events.types.journeys import CONTACT_MODES
 from shared.events.types.messaging import CHANNELS, NOTIFICATION_KINDS, RECIPIENT_KINDS
+from shared.validation import Strict
 
 HH_MM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 TEMPLATE_SOURCE = 20000
-
-
-class Strict(Schema):
-    class Meta:
-        unknown = RAISE
 
 
 def _source(required, max_chars=TEMPLATE_SOURCE, **kwargs):

@@ -1,15 +1,11 @@
 """Payloads of the referrals service's RPC entrypoints (the gateway checks
 HTTP bodies with the same schemas, and documents them in OpenAPI)."""
-from marshmallow import (RAISE, Schema, ValidationError, fields, post_load,
+from marshmallow import (Schema, ValidationError, fields, post_load,
                          validate, validates, validates_schema)
 
 from services.referrals import domain
 from shared.events.catalogue import LANGUAGE_TAG, POSTCODE_DISTRICT, REFERRAL_SOURCES
-
-
-class Strict(Schema):
-    class Meta:
-        unknown = RAISE
+from shared.validation import Strict
 
 
 def _text(max_length, **kwargs):

@@ -1,19 +1,15 @@
 """Payloads of the training service's RPC entrypoints (and the gateway's
 HTTP bodies for them)."""
-from marshmallow import (RAISE, Schema, ValidationError, fields, post_load,
+from marshmallow import (Schema, ValidationError, fields, post_load,
                          validate, validates, validates_schema)
 
 from shared.events.catalogue import LANGUAGE_TAG
 from services.training.domain import (COURSE_KINDS, DBS_LEVELS, VOLUNTEER_ROLES,
                                       VOLUNTEER_STAGES, normalise_postcode)
+from shared.validation import Strict
 
 PHONE = r"^\+?[0-9][0-9 ()-]{6,19}$"
 DBS_CERTIFICATE = r"^[0-9]{12}$"
-
-
-class Strict(Schema):
-    class Meta:
-        unknown = RAISE
 
 
 class NewVolunteerSchema(Strict):

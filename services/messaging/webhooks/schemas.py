@@ -1,16 +1,12 @@
 """Payloads of the webhook RPCs (and the gateway's webhook endpoints, which
 check input with these same schemas)."""
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import Schema, fields, validate
 
 from services.messaging.webhooks.domain import DELIVERY_STATUSES
 from shared.events import CATALOGUE
+from shared.validation import Strict
 
 ID = validate.Length(min=1, max=200)
-
-
-class Strict(Schema):
-    class Meta:
-        unknown = RAISE
 
 
 def event_type_list(**kwargs):
