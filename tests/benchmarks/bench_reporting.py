@@ -145,11 +145,14 @@ class Seeder:
 
 
 def seed_archive(database, events, batch=2000):
-    now = datetime.now(timezone.utc)
+    # Archived a day ago, not just now: the rebuild re-applies, one by one,
+    # whatever was archived in its last minutes (events a live handler
+    # added meanwhile), which would otherwise be the whole seed.
+    archived_at = datetime.now(timezone.utc) - timedelta(days=1)
     records = []
     for event in events:
         envelope, data = load_event(event)
-        records.append(domain.archive_record(envelope, data, archived_at=now))
+        records.append(domain.archive_record(envelope, data, archived_at=archived_at))
     for start in range(0, len(records), batch):
         database[store.EVENT_ARCHIVE].insert_many(records[start:start + batch])
 
