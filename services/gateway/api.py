@@ -44,6 +44,7 @@ class ApiDoc:
     many: bool
     public: bool
     errors: tuple = field(default_factory=tuple)
+    headers: tuple = field(default_factory=tuple)   # ((name, description), ...)
 
 
 @dataclass
@@ -166,8 +167,9 @@ def ensure_first_admin(database, email, password):
 
 def endpoint(method, path, *, summary, permission=None, body=None, query=None,
              response=None, status=200, many=False, public=False,
-             audit=None, rate_limit=None, errors=(), forwarded=False):
-    """Declare an endpoint. ``audit=(action, record_type)`` writes an audit
+             audit=None, rate_limit=None, errors=(), forwarded=False, headers=()):
+    """Declare an endpoint. ``headers=((name, description), ...)`` documents
+    optional request headers the endpoint reads. ``audit=(action, record_type)`` writes an audit
     entry for every call, allowed or refused, naming the record (the
     ``id`` path parameter, or the ``id`` of what the call returns).
     ``forwarded``: the answer comes from the owning service already dumped
@@ -211,7 +213,8 @@ def endpoint(method, path, *, summary, permission=None, body=None, query=None,
                     _audit(self, audit, principal, path_args, result, address, outcome)
 
         handle.api_doc = ApiDoc(method, path, summary, permission, body, query,
-                                response, status, many, public, tuple(errors))
+                                response, status, many, public, tuple(errors),
+                                tuple(headers))
         return http(method, path)(handle)
     return decorate
 

@@ -51,6 +51,9 @@ def _operation(doc):
                   for name in PATH_PARAMETER.findall(doc.path)]
     if doc.query:
         parameters.append({"in": "query", "schema": doc.query})
+    parameters += [{"name": name, "in": "header", "required": False,
+                    "description": description, "schema": {"type": "string"}}
+                   for name, description in doc.headers]
     if parameters:
         operation["parameters"] = parameters
     if doc.body:

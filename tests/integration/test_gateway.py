@@ -201,6 +201,9 @@ def test_openapi_document_is_valid_and_documented(start_gateway):
             "/api/v1/referrals", "/api/v1/referrals/{id}", "/api/v1/audit"} <= set(spec["paths"])
     referral_body = spec["paths"]["/api/v1/referrals"]["post"]["requestBody"]
     assert referral_body["content"]["application/json"]["schema"]
+    headers = [p["name"] for p in spec["paths"]["/api/v1/referrals"]["post"]["parameters"]
+               if p["in"] == "header"]
+    assert headers == ["Idempotency-Key"]
     page = api.call("GET", "/api/v1/docs")
     assert page.status_code == 200 and "/api/v1/referrals" in page.text
 

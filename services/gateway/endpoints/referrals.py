@@ -37,14 +37,19 @@ def _idempotency_key(call):
         raise ValidationFailed("The request has invalid fields.", error.messages)
 
 
+IDEMPOTENCY_KEY = (("Idempotency-Key",
+                    "makes a retry safe: the same key again answers the referral it "
+                    "made and creates nothing; with another body, 409"),)
+
+
 class ReferralEndpoints:
     @endpoint("POST", "/api/v1/referrals",
               summary="Refer a parent. An Idempotency-Key header makes a retry "
                       "safe: the same key again answers the referral it made; with "
                       "another body it is 409", status=201,
               permission="referrals:create", body=NewReferralSchema,
-              response=ReferralSchema, forwarded=True,
-              audit=("referral.create", "referral"))
+              response=ReferralSchema, forwarded=True, headers=IDEMPOTENCY_KEY,
+              errors=(409,), audit=("referral.create", "referral"))
     def create_referral(self, call):
         site_id = domain.site_scope(call.principal)
         site = store.Sites(self.db).get(site_id)
@@ -61,7 +66,7 @@ class ReferralEndpoints:
               status=201, public=True, rate_limit="self_referral",
               body=SelfReferralSchema, response=SelfReferralReceiptSchema,
               forwarded=True, audit=("referral.self_create", "referral"),
-              errors=(429,))
+              headers=IDEMPOTENCY_KEY, errors=(409, 429))
     def create_self_referral(self, call):
         site = store.Sites(self.db).collection.find_one({"code": call.body["site_code"]})
         if site is None:
