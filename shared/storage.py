@@ -18,6 +18,15 @@ log = logging.getLogger(__name__)
 HIDDEN_FIELDS = {OUTBOX_FIELD: 0}
 
 
+def read_back_upsert(collection, filter, session=None):
+    """The record an upsert wrote. secantusdb answers one of two upserts
+    racing to create the same record with no document, though it applied
+    the change (tests/integration/test_mongo_subset.py shows it)."""
+    if "_id" in filter:
+        filter = {key: filter[key] for key in ("_id", "site_id") if key in filter}
+    return collection.find_one(filter, HIDDEN_FIELDS, session=session)
+
+
 def connect(uri):
     # tz_aware: every datetime read back is UTC-aware, as written.
     return MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000,
@@ -149,10 +158,14 @@ class SiteScopedRepository:
         if events:
             update["$push"] = dict(update.get("$push", {}), **{
                 OUTBOX_FIELD: {"$each": outbox_entries(events)}})
-        return self.collection.find_one_and_update(
+        document = self.collection.find_one_and_update(
             self.scoped(filter), update, projection=HIDDEN_FIELDS,
             return_document=ReturnDocument.AFTER, upsert=upsert,
             session=self.session)
+        if document is None and upsert:
+            document = read_back_upsert(self.collection, self.scoped(filter),
+                                        self.session)
+        return document
 
     def set_fields(self, filter, fields, upsert=False):
         """``$set`` on one record without reading it back (a find-and-modify

@@ -10,7 +10,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
-from shared.storage import SiteScopedRepository
+from shared.storage import SiteScopedRepository, read_back_upsert
 
 SITES, USERS, API_KEYS, AUDIT, RATE_LIMITS = (
     "sites", "users", "api_keys", "audit_log", "rate_limits")
@@ -125,10 +125,12 @@ class RateLimits:
         self.collection = database[RATE_LIMITS]
 
     def hit(self, bucket, window_start):
+        key = {"_id": f"{bucket}:{window_start}"}
         counter = self.collection.find_one_and_update(
-            {"_id": f"{bucket}:{window_start}"},
-            {"$inc": {"count": 1}, "$setOnInsert": {"window_start": window_start}},
+            key, {"$inc": {"count": 1}, "$setOnInsert": {"window_start": window_start}},
             upsert=True, return_document=ReturnDocument.AFTER)
+        if counter is None:   # the first hits of a window racing
+            counter = read_back_upsert(self.collection, key)
         return counter["count"]
 
     def forget_before(self, window_start):

@@ -294,3 +294,28 @@ def test_a_counter_with_the_last_keys_changed(database):
                             upsert=True)
     assert versions.find_one({"_id": "s"}, {"_id": 0, "site_id": 0}) == {
         "version": 4, "changed": ["b", "c", "d"]}
+
+
+def test_racing_upserts_of_one_new_record_both_apply_and_read_back(database):
+    """Two upserts creating the same record at once: both changes apply.
+    secantusdb may answer one of them with no document (real MongoDB retries
+    or raises a duplicate key); the repository then reads the record back."""
+    import threading
+
+    from shared.storage import SiteScopedRepository
+
+    class Things(SiteScopedRepository):
+        collection_name = "racing"
+
+    answers = []
+
+    def upsert(key, field):
+        answers.append(Things(database, "s").update(
+            {"_id": key}, {"$set": {field: 1}}, upsert=True))
+
+    for n in range(40):
+        threads = [threading.Thread(target=upsert, args=(f"r{n}", f)) for f in ("a", "b")]
+        [thread.start() for thread in threads]
+        [thread.join() for thread in threads]
+    assert all(answer is not None and answer["site_id"] == "s" for answer in answers)
+    assert database.racing.count_documents({"a": 1, "b": 1}) == 40
