@@ -57,7 +57,8 @@ DEFAULTS = {
                "volunteer for you and will confirm soon.",
     },
     (domain.MATCH_CONFIRMED, domain.VOLUNTEER): {
-        "subject": "You have been matched with {{ parent_name }}",
+        # Subjects show on lock screens and in inbox lists: no parent's name.
+        "subject": "You have been matched with a family ({{ reference }})",
         "text": "Dear {{ recipient_name }},\n\nYou have been matched with "
                 "{{ parent_name }} ({{ reference }}). Your coordinator will share how "
                 "to get in touch for your first contact." + _SIGN_OFF,
@@ -98,7 +99,7 @@ DEFAULTS = {
                "on {{ expires_on }}.",
     },
     (domain.CONTACT_REMINDER, domain.VOLUNTEER): {
-        "subject": "Reminder: {{ mode or 'contact' }} with {{ parent_name }} tomorrow",
+        "subject": "Reminder: {{ mode or 'contact' }} tomorrow",
         "text": "Dear {{ recipient_name }},\n\nA reminder of your {{ mode or 'contact' }} "
                 "with {{ parent_name }} on {{ contact_at }}." + _SIGN_OFF,
         "sms": "Alongside reminder: {{ mode or 'contact' }} with {{ parent_name }} on "
