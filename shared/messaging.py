@@ -80,14 +80,19 @@ def retry_settings(config):
     return max_attempts, delays
 
 
+def handler_queue_name(source_service, event_type, service_name, method_name):
+    """The durable queue of one handler: the broker's policies match it."""
+    return f"evt-{source_service}-{event_type}--{service_name}.{method_name}"
+
+
 class ReliableEventHandler(EventHandler):
     """nameko's service-pool event handler, with retries and dead letters."""
 
     def setup(self):
         service_name = self.container.service_name
         self.queue = Queue(
-            f"evt-{self.source_service}-{self.event_type}--"
-            f"{service_name}.{self.method_name}",
+            handler_queue_name(self.source_service, self.event_type, service_name,
+                               self.method_name),
             exchange=event_exchange(self.source_service),
             routing_key=self.event_type, durable=True)
         self.max_attempts, self.retry_delays = retry_settings(self.container.config)

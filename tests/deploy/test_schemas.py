@@ -327,19 +327,6 @@ def test_k8s_policies_are_the_definitions_policies():
     assert in_k8s == definitions_policies()
 
 
-def handler_queue(source, event_type, service, method="handle"):
-    """The name shared.messaging.ReliableEventHandler gives a queue."""
-    from shared.messaging import ReliableEventHandler
-    handler = ReliableEventHandler(source, event_type)
-    handler.method_name = method
-    handler.container = type("Container", (), {"service_name": service,
-                                               "config": {"AMQP_URI": "memory://"}})()
-    handler.queue_consumer = type("Consumer", (), {
-        "register_provider": lambda self, provider: None})()
-    handler.setup()
-    return handler.queue.name
-
-
 def applied_policy(queue_name, policies, queue_type="classic"):
     """The policy RabbitMQ applies to a queue: the matching one of highest
     priority among those for its type (patterns are regular expressions
@@ -358,7 +345,8 @@ def test_a_service_event_queues_dead_letter_to_its_own_queue(service, queue_type
     consumer keeps crashing on it) ends in the service's own dead-letter
     queue, where `python -m shared.deadletters` lists it, not dropped."""
     policies = definitions_policies()
-    queue = handler_queue("referrals", "referral.received", service, "on_received")
+    from shared.messaging import handler_queue_name
+    queue = handler_queue_name("referrals", "referral.received", service, "on_received")
     policy = applied_policy(queue, policies, queue_type)
     assert policy, f"no policy applies to {queue}"
     definition = policy["definition"]
