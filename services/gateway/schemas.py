@@ -3,6 +3,7 @@
 from marshmallow import RAISE, Schema, fields, post_load, pre_load, validate
 
 from services.gateway.domain import ROLES, SITE_CODE
+from services.messaging.webhooks.schemas import event_type_list
 from shared.events.catalogue import LANGUAGE_TAG, POSTCODE_DISTRICT
 from shared.events.types.journeys import INSTRUMENTS
 from shared.validation import Strict
@@ -166,3 +167,44 @@ class ProblemSchema(Schema):
     errors = fields.Dict()
     instance = fields.String()
 
+
+# -- integrators' AMQP queues ---------------------------------------------------
+
+class NewIntegrationQueueSchema(Strict):
+    event_types = event_type_list(required=True, metadata={
+        "description": "event types from the catalogue (see /api/v1/asyncapi.json); "
+                       "the queue receives them for your own site only"})
+    rotate_password = fields.Boolean(load_default=False, metadata={
+        "description": "give the queue's broker user a new password (shown once)"})
+
+
+class BrokerCredentialsSchema(Schema):
+    username = fields.String()
+    password = fields.String(allow_none=True, metadata={
+        "description": "shown once, when the user is made or its password rotated"})
+    permissions = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class BindingSchema(Schema):
+    exchange = fields.String()
+    routing_key = fields.String()
+
+
+class IntegrationQueueSchema(Schema):
+    queue = fields.String()
+    dead_letter_queue = fields.String()
+    vhost = fields.String()
+    exchange = fields.String(metadata={"description": "the integrator feed (topic)"})
+    bindings = fields.List(fields.Nested(BindingSchema))
+    event_types = fields.List(fields.String())
+    site_id = fields.String()
+    credentials = fields.Nested(BrokerCredentialsSchema, allow_none=True, metadata={
+        "description": "the broker user that may consume these queues only (null "
+                       "where the gateway does not manage broker users)"})
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class AsyncApiSchema(Schema):
+    """An AsyncAPI 2.6 document (see https://www.asyncapi.com/docs/reference)."""
+    asyncapi = fields.String(validate=validate.Equal("2.6.0"))

@@ -12,8 +12,8 @@ from pymongo.errors import DuplicateKeyError
 from shared.errors import Conflict
 from shared.storage import SiteScopedRepository, read_back_upsert
 
-SITES, USERS, API_KEYS, AUDIT, RATE_LIMITS = (
-    "sites", "users", "api_keys", "audit_log", "rate_limits")
+SITES, USERS, API_KEYS, AUDIT, RATE_LIMITS, INTEGRATION_QUEUES = (
+    "sites", "users", "api_keys", "audit_log", "rate_limits", "integration_queues")
 
 
 def ensure_indexes(database):
@@ -135,3 +135,19 @@ class RateLimits:
 
     def forget_before(self, window_start):
         self.collection.delete_many({"window_start": {"$lt": window_start}})
+
+
+class IntegrationQueues(SiteScopedRepository):
+    collection_name = INTEGRATION_QUEUES
+
+    def get(self, queue_name):
+        return self.find_one({"_id": queue_name})
+
+    def save(self, record, existed):
+        if not existed:
+            return self.insert(record)
+        return self.update({"_id": record["_id"]}, {"$set": {
+            k: v for k, v in record.items() if k not in ("_id", "site_id", "created_at")}})
+
+    def of_key(self, key_id):
+        return self.find({"key_id": key_id})

@@ -6,7 +6,7 @@ from nameko.rpc import rpc
 
 from services.gateway import credentials, domain, store
 from services.gateway.api import endpoint
-from services.gateway.endpoints.integrations import queue_names
+from services.gateway.integration_broker import queue_names
 from services.gateway.schemas import (ApiKeySchema, AuditEntrySchema,
                                       AuditQuerySchema, CreatedApiKeySchema,
                                       MeSchema, NewApiKeySchema, NewSiteSchema,
